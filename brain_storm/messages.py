@@ -22,7 +22,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from brain_storm.errors import InvalidMessageError
@@ -42,8 +42,15 @@ GENDERS = ("MALE", "FEMALE", "OTHER")  # the protobuf enum, by number
 _USER_ID_KEYS = ("userId", "user_id")
 _USER_FIELDS = {"username", "birthday", "gender"}
 _NESTED_KEYS = frozenset(("user", "snapshot", "result"))
-_CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])([A-Z])|(?<=[A-Z])([A-Z])(?=[a-z])")
+_CAPITAL = re.compile(r"(?<=[^_])([A-Z])")
 _snake_cache: dict[str, str] = {}
+_RFC3339 = re.compile(
+    r"(?P<date>\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2})(?:\.(?P<fraction>\d{1,9}))?"
+    r"(?P<offset>[Zz]|[+-]\d{2}:\d{2})\Z"
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ONE_MS = timedelta(milliseconds=1)
+_MAX_DIGITS = 40  # far above 2**64; longer decimal strings are out of range
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +116,11 @@ def decode(data: Any, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> 
                 f"body is not UTF-8 (byte {error.start})", reason="invalid_json"
             ) from None
     elif isinstance(data, str):
-        if len(data) > max_message_bytes:
-            raise _too_large(len(data.encode("utf-8")), max_message_bytes)
+        # Characters are 1 to 4 bytes: count bytes only when it can matter.
+        if len(data) * 4 > max_message_bytes:
+            size = len(data.encode("utf-8", "surrogatepass"))
+            if size > max_message_bytes:
+                raise _too_large(size, max_message_bytes)
     else:
         raise InvalidMessageError(
             f"expected a JSON object, a str or bytes, got {type(data).__name__}",
@@ -128,6 +138,11 @@ def decode(data: Any, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> 
     except RecursionError:
         raise InvalidMessageError(
             "body is nested too deeply to decode", reason="too_deep"
+        ) from None
+    except ValueError as error:  # an integer of thousands of digits
+        raise InvalidMessageError(
+            f"body holds a number that cannot be read: {error}",
+            reason="out_of_range",
         ) from None
     if not isinstance(obj, dict):
         raise InvalidMessageError(
@@ -191,6 +206,10 @@ def _parse_user(obj: dict, path: str) -> tuple[int, dict[str, Any]]:
     user_id = _pop_user_id(rest, path)
     fields: dict[str, Any] = {}
     for key, value in rest.items():
+        if not isinstance(key, str):
+            raise InvalidMessageError(
+                f"key {key!r} is not a string", reason="bad_key", path=path
+            )
         name = snake_case(key)
         where = f"{path}.{key}"
         if name not in _USER_FIELDS:
@@ -234,31 +253,35 @@ def parse_user_id(value: Any, path: str = "$.userId") -> int:
 
 def parse_datetime_ms(value: Any, path: str = "$.datetime") -> int:
     """Milliseconds since the epoch, from a number, a decimal string or RFC 3339."""
-    if isinstance(value, str) and not value.isdigit() and "T" in value:
+    if isinstance(value, str) and _RFC3339.match(value):
         return _parse_rfc3339(value, path)
     return _parse_int(value, path, 0, MAX_DATETIME_MS)
 
 
 def _parse_rfc3339(value: str, path: str) -> int:
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidMessageError(
-            f"datetime {value!r} is neither milliseconds nor RFC 3339",
-            reason="bad_value",
-            path=path,
-        ) from None
-    if moment.tzinfo is None:
-        raise InvalidMessageError(
-            f"datetime {value!r} has no UTC offset", reason="bad_value", path=path
-        )
-    if moment.microsecond % 1000:
+    match = _RFC3339.match(value)
+    assert match is not None
+    date, fraction, offset = match.group("date", "fraction", "offset")
+    fraction = fraction or ""
+    # Protobuf writes 0, 3, 6 or 9 fraction digits: any digit past the third
+    # must be zero, or the time is finer than a millisecond can hold.
+    if fraction[3:].strip("0"):
         raise InvalidMessageError(
             f"datetime {value!r} is finer than milliseconds",
             reason="bad_value",
             path=path,
         )
-    millis = round(moment.astimezone(timezone.utc).timestamp() * 1000)
+    millis_part = int((fraction + "000")[:3])
+    offset = "+00:00" if offset in ("Z", "z") else offset
+    try:
+        moment = datetime.fromisoformat(f"{date[:10]}T{date[11:]}{offset}")
+        millis = (moment - _EPOCH) // _ONE_MS + millis_part
+    except (ValueError, OverflowError):
+        raise InvalidMessageError(
+            f"datetime {value!r} is not a valid date and time",
+            reason="bad_value",
+            path=path,
+        ) from None
     if not 0 <= millis <= MAX_DATETIME_MS:
         raise _out_of_range(value, path, 0, MAX_DATETIME_MS)
     return millis
@@ -269,7 +292,9 @@ def _parse_int(value: Any, path: str, low: int, high: int) -> int:
         raise _wrong_type("an integer", value, path)
     if isinstance(value, int):
         number = value
-    elif isinstance(value, str) and 0 < len(value) <= 21 and _is_decimal(value):
+    elif isinstance(value, str) and value and _is_decimal(value):
+        if len(value.lstrip("-0")) > _MAX_DIGITS:
+            raise _out_of_range(value, path, low, high)
         number = int(value)
     elif isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
         # 1600000000123.0 is what some JSON encoders make of a large integer;
@@ -309,7 +334,7 @@ def _result_of(topic: str, value: Any, path: str) -> Any:
     return result
 
 
-def clean_value(value: Any, path: str = "$", depth: int = 0) -> Any:
+def clean_value(value: Any, path: str = "$") -> Any:
     """Check a result value against the contract and snake_case its keys.
 
     Refused: NaN and infinities, integers outside signed 64 bits (send those as
@@ -317,76 +342,116 @@ def clean_value(value: Any, path: str = "$", depth: int = 0) -> Any:
     keys with '.' or a leading '$', two keys that snake_case to one name, and
     nesting deeper than MAX_DEPTH.
     """
+    try:
+        return _clean(value, 0)
+    except _Refusal as refusal:
+        where = path + "".join(reversed(refusal.trail))
+        raise InvalidMessageError(
+            refusal.message, reason=refusal.reason, path=where
+        ) from None
+
+
+class _Refusal(Exception):
+    """A value breaks the contract; the path is collected while unwinding."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        self.message = message
+        self.reason = reason
+        self.trail: list[str] = []
+
+
+# Keys seen before and found valid, mapped to their snake_case name: the hot
+# path of a saver that sees the same few keys millions of times.
+_valid_keys: dict[str, str] = {}
+
+
+def _clean(value: Any, depth: int) -> Any:
     kind = type(value)
     if kind is dict:
         if depth >= MAX_DEPTH:
-            raise InvalidMessageError(
-                f"nested deeper than {MAX_DEPTH} levels", reason="too_deep", path=path
-            )
+            raise _Refusal(f"nested deeper than {MAX_DEPTH} levels", "too_deep")
         cleaned = {}
         for key, item in value.items():
-            name = _check_key(key, path)
+            name = _valid_keys.get(key) or _check_key(key)
             if name in cleaned:
-                raise InvalidMessageError(
-                    f"keys {key!r} and another both mean {name!r}",
-                    reason="duplicate_field",
-                    path=path,
+                raise _Refusal(
+                    f"keys {key!r} and another both mean {name!r}", "duplicate_field"
                 )
-            cleaned[name] = clean_value(item, f"{path}.{key}", depth + 1)
+            try:
+                cleaned[name] = _clean(item, depth + 1)
+            except _Refusal as refusal:
+                refusal.trail.append(f".{key}")
+                raise
         return cleaned
     if kind is list:
         if depth >= MAX_DEPTH:
-            raise InvalidMessageError(
-                f"nested deeper than {MAX_DEPTH} levels", reason="too_deep", path=path
-            )
-        return [
-            clean_value(item, f"{path}[{index}]", depth + 1)
-            for index, item in enumerate(value)
-        ]
+            raise _Refusal(f"nested deeper than {MAX_DEPTH} levels", "too_deep")
+        cleaned_items = []
+        for index, item in enumerate(value):
+            try:
+                cleaned_items.append(_clean(item, depth + 1))
+            except _Refusal as refusal:
+                refusal.trail.append(f"[{index}]")
+                raise
+        return cleaned_items
     if kind is str:
-        _check_string(value, path)
+        problem = _string_problem(value)
+        if problem:
+            raise _Refusal(f"string holds {problem}", "bad_value")
     elif kind is float:
         if not math.isfinite(value):
-            raise InvalidMessageError(
-                f"{value!r} is not a finite number", reason="bad_value", path=path
-            )
+            raise _Refusal(f"{value!r} is not a finite number", "bad_value")
     elif kind is int:
         if not I64_MIN <= value <= I64_MAX:
-            raise InvalidMessageError(
-                "integer does not fit in 64 bits; send it as a string",
-                reason="out_of_range",
-                path=path,
+            raise _Refusal(
+                "integer does not fit in 64 bits; send it as a string", "out_of_range"
             )
     elif value is not None and kind is not bool:
-        raise _wrong_type("a JSON value", value, path)
+        raise _Refusal(f"expected a JSON value, got {type(value).__name__}", "bad_value")
     return value
 
 
-def _check_key(key: Any, path: str) -> str:
+def _check_key(key: Any) -> str:
     if not isinstance(key, str) or not key:
-        raise InvalidMessageError(
-            f"key {key!r} is not a non-empty string", reason="bad_key", path=path
+        raise _Refusal(f"key {key!r} is not a non-empty string", "bad_key")
+    if key[0] == "$" or "." in key or _string_problem(key):
+        raise _Refusal(
+            f"key {key!r} holds '.', a leading '$', NUL or a lone surrogate", "bad_key"
         )
-    if key[0] == "$" or "." in key or "\x00" in key:
-        raise InvalidMessageError(
-            f"key {key!r} holds '.', a leading '$' or NUL", reason="bad_key", path=path
-        )
-    return snake_case(key)
+    name = snake_case(key)
+    if len(_valid_keys) < 4096:
+        _valid_keys[key] = name
+    return name
+
+
+def _string_problem(value: str) -> str:
+    """Why ``value`` cannot be stored as text on every backend, or ``""``."""
+    if "\x00" in value:
+        return "a NUL character"
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "a lone surrogate, which UTF-8 cannot hold"
+    return ""
 
 
 def _check_string(value: str, path: str) -> None:
-    if "\x00" in value:
-        raise InvalidMessageError(
-            "string holds a NUL character", reason="bad_value", path=path
-        )
+    problem = _string_problem(value)
+    if problem:
+        raise InvalidMessageError(f"string holds {problem}", reason="bad_value", path=path)
 
 
 def snake_case(key: str) -> str:
-    """``colorImage`` → ``color_image``; snake_case and lower-case keys pass as-is."""
+    """Undo protobuf's JSON camelCase: ``colorImage`` → ``color_image``.
+
+    Each capital letter stands for ``_`` and its lower case, as protobuf made
+    it (``colorRGB`` came from ``color_r_g_b``); snake_case keys pass as-is.
+    """
     cached = _snake_cache.get(key)
     if cached is not None:
         return cached
-    name = _CAMEL_HUMP.sub(lambda m: "_" + (m.group(1) or m.group(2)), key).lower()
+    name = _CAPITAL.sub(r"_\1", key).lower()
     if len(_snake_cache) < 4096:
         _snake_cache[key] = name
     return name

@@ -16,6 +16,9 @@ _SECRET_QUERY = re.compile(
 )
 
 
+_USERINFO = re.compile(r"([^:/@\s]+):[^@/\s]*@")
+
+
 def mask_url(url: str) -> str:
     """Return ``url`` with any password replaced by ``***``.
 
@@ -31,6 +34,9 @@ def mask_url(url: str) -> str:
     if at and ":" in userinfo:
         user = userinfo.split(":", 1)[0]
         masked = urlunsplit(parts._replace(netloc=f"{user}:***@{hostinfo}"))
+    # A URL that lost its scheme or its slashes hides its user-info from
+    # urlsplit: mask anything shaped like user:password@ all the same.
+    masked = _USERINFO.sub(r"\1:***@", masked)
     return _SECRET_QUERY.sub(r"\1***", masked)
 
 

@@ -50,7 +50,9 @@ class PostgresServer:
 
     user = "saver"
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        """``durable`` keeps PostgreSQL's default fsync and synchronous commit,
+        as in production; tests turn them off to run faster."""
         if not (PG_BIN / "initdb").exists():
             raise RuntimeError(f"PostgreSQL is not installed ({PG_BIN}): run .ci/run")
         # A folder of its own in /tmp: as root, the cluster runs as the postgres
@@ -75,10 +77,11 @@ class PostgresServer:
         with open(self.data / "postgresql.conf", "a") as conf:
             conf.write(
                 f"listen_addresses = '127.0.0.1'\nport = {self.port}\n"
-                f"unix_socket_directories = '{root}'\nfsync = off\n"
-                "synchronous_commit = off\nfull_page_writes = off\n"
-                "max_connections = 200\n"
+                f"unix_socket_directories = '{root}'\nmax_connections = 200\n"
             )
+            if not durable:
+                conf.write("fsync = off\nsynchronous_commit = off\n"
+                           "full_page_writes = off\n")
 
     @property
     def url(self) -> str:

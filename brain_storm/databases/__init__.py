@@ -19,6 +19,7 @@ to install.
 from __future__ import annotations
 
 import importlib
+import json
 import importlib.metadata
 import inspect
 import pkgutil
@@ -155,6 +156,8 @@ class LegacyDriver(Driver):
             data = message.raw
             if isinstance(data, (bytes, bytearray, memoryview)):
                 data = bytes(data).decode("utf-8")
+            elif isinstance(data, dict):
+                data = json.dumps(data, ensure_ascii=False)
             try:
                 self.instance.save(data, message.topic)
             except (OSError, TimeoutError) as error:

@@ -3,7 +3,9 @@
 URLs follow the common convention: ``sqlite:///relative/file.db``,
 ``sqlite:////absolute/file.db`` and ``sqlite:///:memory:``; ``sqlite://``
 alone means ``brain_storm.sqlite3`` in the working directory.  The file runs
-in WAL mode so that readers never block the saver.  Unsigned 64-bit user ids
+in WAL mode so that readers never block the saver.  As on every backend,
+a batch writes the users and snapshots its results belong to in the same
+transaction, so rows are never orphaned without foreign keys.  Unsigned 64-bit user ids
 are folded into SQLite's signed integers and unfolded on the way out.
 """
 
@@ -32,7 +34,7 @@ CREATE TABLE IF NOT EXISTS users (
     gender   TEXT
 );
 CREATE TABLE IF NOT EXISTS snapshots (
-    user_id     INTEGER NOT NULL REFERENCES users (user_id),
+    user_id     INTEGER NOT NULL,
     datetime_ms INTEGER NOT NULL,
     PRIMARY KEY (user_id, datetime_ms)
 ) WITHOUT ROWID;
@@ -41,8 +43,7 @@ CREATE TABLE IF NOT EXISTS results (
     datetime_ms INTEGER NOT NULL,
     topic       TEXT NOT NULL,
     data        TEXT NOT NULL,
-    PRIMARY KEY (user_id, datetime_ms, topic),
-    FOREIGN KEY (user_id, datetime_ms) REFERENCES snapshots (user_id, datetime_ms)
+    PRIMARY KEY (user_id, datetime_ms, topic)
 ) WITHOUT ROWID;
 """
 
@@ -88,7 +89,6 @@ class SQLiteDriver(Driver):
             connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             if self.path != ":memory:":
                 connection.execute("PRAGMA journal_mode = WAL")
-            connection.execute("PRAGMA foreign_keys = ON")
             connection.execute("PRAGMA synchronous = NORMAL")
             connection.executescript(SCHEMA)
             self._connection = connection

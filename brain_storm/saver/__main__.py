@@ -186,7 +186,7 @@ def _parser() -> argparse.ArgumentParser:
                      default=_env("BRAIN_STORM_BATCH_SIZE", 500, int),
                      help="messages per database commit (default: %(default)s)")
     run.add_argument("--flush-interval-s", type=float,
-                     default=_env("BRAIN_STORM_FLUSH_INTERVAL_S", 0.2, float),
+                     default=_env("BRAIN_STORM_FLUSH_INTERVAL_S", 0.05, float),
                      help="longest wait before a partial batch is saved "
                           "(default: %(default)s)")
     run.add_argument("--max-message-bytes", type=int,

@@ -72,7 +72,7 @@ class Settings:
     delivery_limit: int = 5
     prefetch_count: int = 1000
     batch_size: int = 500
-    flush_interval_s: float = 0.2
+    flush_interval_s: float = 0.05
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     drain_timeout_s: float = 20.0
     heartbeat_s: int = 30
@@ -219,6 +219,7 @@ class SaverService:
         self.metrics = Metrics()
         self._topic_pattern = settings.topic_pattern()
         self._topics = frozenset(settings.topics)
+        self._topic_cache: dict[str, str | None] = {}
         self._stop = threading.Event()
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="flush")
         self._leftover: Future | None = None
@@ -331,12 +332,17 @@ class SaverService:
             _close_quietly(connection)
 
     def topic_of(self, routing_key: str) -> str | None:
+        """The topic a routing key names, or None if this saver takes none."""
+        try:
+            return self._topic_cache[routing_key]
+        except KeyError:
+            pass
         match = self._topic_pattern.match(routing_key)
-        if match is None:
-            return None
-        topic = match.group(1)
+        topic = match.group(1) if match else None
         if self._topics and topic not in self._topics:
-            return None
+            topic = None
+        if len(self._topic_cache) < 1024:
+            self._topic_cache[routing_key] = topic
         return topic
 
     def save(self, deliveries: list[Delivery]) -> list[PermanentError | None]:
