@@ -22,7 +22,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from brain_storm.errors import InvalidMessageError
@@ -48,7 +48,7 @@ _RFC3339 = re.compile(
     r"(?P<date>\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2})(?:\.(?P<fraction>\d{1,9}))?"
     r"(?P<offset>[Zz]|[+-]\d{2}:\d{2})\Z"
 )
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
 _MAX_DIGITS = 40  # far above 2**64; longer decimal strings are out of range
 

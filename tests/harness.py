@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pika
-
 from servers import PASSWORD, free_port
 
 _ids = itertools.count()

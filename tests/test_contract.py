@@ -12,6 +12,7 @@ import random
 from typing import Any
 
 import pytest
+from factory import BASE_MS, message, realistic
 
 from brain_storm.errors import (
     InvalidMessageError,
@@ -20,7 +21,6 @@ from brain_storm.errors import (
     UnstorableError,
 )
 from brain_storm.saver import Saver
-from factory import BASE_MS, message, realistic
 
 U64_MAX = 2**64 - 1
 

@@ -17,14 +17,11 @@ from typing import Any
 
 import psycopg
 import pytest
-
-from brain_storm.saver import Saver
 from factory import realistic
 from harness import (
     SaverProcess,
     Topology,
     body,
-    declare_queue,
     drain,
     publish,
     ready_count,
@@ -32,6 +29,8 @@ from harness import (
     wait_until,
 )
 from test_contract import dump
+
+from brain_storm.saver import Saver
 
 pytestmark = pytest.mark.slow
 

@@ -19,9 +19,9 @@ to install.
 from __future__ import annotations
 
 import importlib
-import json
 import importlib.metadata
 import inspect
+import json
 import pkgutil
 from types import ModuleType
 from typing import Any

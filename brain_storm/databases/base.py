@@ -22,7 +22,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from brain_storm.errors import NotFoundError
@@ -100,10 +100,10 @@ class Driver(abc.ABC):
     def get_result(self, user_id: int, snapshot_id: int, result_name: str) -> Any:
         """The stored value of one result."""
 
-    def ping(self) -> None:
+    def ping(self) -> None:  # noqa: B027 - a driver without a server has nothing to ask
         """Raise TransientError unless the database answers right now."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a driver without connections keeps none
         """Release connections; the driver reconnects if used again."""
 
     def __enter__(self) -> Driver:
@@ -124,7 +124,7 @@ def snapshot_id_arg(snapshot_id: int | str) -> int:
 def iso_ms(datetime_ms: int) -> str:
     """``1600000000123`` → ``"2020-09-13T12:26:40.123Z"``."""
     seconds, millis = divmod(datetime_ms, 1000)
-    moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
+    moment = datetime.fromtimestamp(seconds, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{millis:03d}Z"
 
 

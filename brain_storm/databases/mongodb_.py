@@ -16,7 +16,7 @@ keep milliseconds exactly.
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pymongo
@@ -30,7 +30,7 @@ from brain_storm.errors import DatabaseUnavailableError, UnstorableError
 from brain_storm.urls import mask_url
 
 SERVER_SELECTION_TIMEOUT_MS = 10_000
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MS = timedelta(milliseconds=1)
 DUPLICATE_KEY = 11000  # a concurrent upsert won the race: retrying succeeds
 
@@ -222,5 +222,5 @@ def _date(datetime_ms: int) -> datetime:
 
 def _ms(moment: datetime) -> int:
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return (moment - EPOCH) // ONE_MS

@@ -31,13 +31,14 @@ import psycopg
 from brain_storm.databases import base
 from brain_storm.databases.base import Batch, Driver
 from brain_storm.errors import DatabaseUnavailableError, UnstorableError
+from brain_storm.jsontext import dumps
 from brain_storm.urls import mask_url
 
 CONNECT_TIMEOUT_S = 10
 SCHEMA_LOCK_KEY = 0x62726169_6E73746F  # "brainsto", any constant shared by all savers
 
-SCHEMA = """
-SELECT pg_advisory_xact_lock({lock});
+SCHEMA = f"""
+SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY});
 CREATE TABLE IF NOT EXISTS users (
     user_id  numeric(20, 0) PRIMARY KEY
              CHECK (user_id BETWEEN 0 AND 18446744073709551615),
@@ -57,7 +58,7 @@ CREATE TABLE IF NOT EXISTS results (
     data     json NOT NULL,
     PRIMARY KEY (user_id, datetime, topic)
 );
-""".format(lock=SCHEMA_LOCK_KEY)
+"""
 
 # Each statement takes whole columns as arrays: one round trip per table,
 # however large the batch.  Rows are unique and sorted by key (see Batch).
@@ -169,7 +170,7 @@ class PostgreSQLDriver(Driver):
         snapshots = _columns([(str(uid), ms) for uid, ms in batch.snapshots], 2)
         results = _columns(
             [
-                (str(uid), ms, topic, _dumps(value))
+                (str(uid), ms, topic, dumps(value))
                 for uid, ms, topic, value in batch.results
             ],
             4,
@@ -253,11 +254,7 @@ def _columns(rows: list[tuple], width: int) -> list[list]:
     """Rows to the column lists that ``unnest`` takes."""
     if not rows:
         return [[] for _ in range(width)]
-    return [list(column) for column in zip(*rows)]
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 def _first_line(error: BaseException) -> str:

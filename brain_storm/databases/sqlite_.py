@@ -22,6 +22,7 @@ from urllib.parse import unquote, urlsplit
 from brain_storm.databases import base
 from brain_storm.databases.base import Batch, Driver
 from brain_storm.errors import DatabaseUnavailableError, UnstorableError
+from brain_storm.jsontext import dumps
 
 DEFAULT_PATH = "brain_storm.sqlite3"
 BUSY_TIMEOUT_MS = 30_000
@@ -119,7 +120,7 @@ class SQLiteDriver(Driver):
         ]
         snapshots = [(base.to_signed64(uid), ms) for uid, ms in batch.snapshots]
         results = [
-            (base.to_signed64(uid), ms, topic, _dumps(value))
+            (base.to_signed64(uid), ms, topic, dumps(value))
             for uid, ms, topic, value in batch.results
         ]
         with self._session() as connection:
@@ -198,7 +199,3 @@ class SQLiteDriver(Driver):
             if self._connection is not None:
                 self._connection.close()
                 self._connection = None
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

@@ -93,7 +93,7 @@ class Saver:
             # The database refused something in the batch: find out what by
             # saving each message alone, so that the rest is still saved.
             log.debug("batch of %d refused; saving one at a time", len(messages))
-            for position, message in zip(positions, messages):
+            for position, message in zip(positions, messages, strict=True):
                 try:
                     self.driver.save_messages([message])
                 except UnstorableError as error:

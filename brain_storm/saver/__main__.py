@@ -25,7 +25,6 @@ from typing import Any
 from brain_storm.errors import (
     BrainStormError,
     ConfigurationError,
-    PermanentError,
 )
 from brain_storm.saver import DATABASE_URL_ENV, Saver, default_database_url
 from brain_storm.saver.files import message_files
@@ -72,7 +71,7 @@ def _save_all(arguments: argparse.Namespace) -> int:
         items = [(topic, path.read_bytes()) for topic, path in files]
         outcomes = saver.save_many(items)
     failed = 0
-    for (topic, path), outcome in zip(files, outcomes):
+    for (_topic, path), outcome in zip(files, outcomes, strict=True):
         if outcome is not None:
             failed += 1
             _fail(f"{path}: {outcome}")

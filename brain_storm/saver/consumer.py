@@ -30,7 +30,7 @@ import time
 from collections import Counter as Tally
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -359,7 +359,7 @@ class SaverService:
             else:
                 items.append((delivery.topic, delivery.body))
                 positions.append(position)
-        for position, outcome in zip(positions, self.saver.save_many(items)):
+        for position, outcome in zip(positions, self.saver.save_many(items), strict=True):
             outcomes[position] = outcome
         return outcomes
 
@@ -478,7 +478,7 @@ class _Consumer:
 
         consumed: Tally[str] = Tally()
         saved: Tally[str] = Tally()
-        for delivery, outcome in zip(flight.deliveries, outcomes):
+        for delivery, outcome in zip(flight.deliveries, outcomes, strict=True):
             topic = self.metrics.topic_label(delivery.topic or "_unknown")
             consumed[topic] += 1
             if outcome is None:
@@ -502,7 +502,7 @@ class _Consumer:
             f"{HEADER_PREFIX}detail": str(error)[:MAX_DETAIL_CHARS],
             f"{HEADER_PREFIX}routing-key": delivery.routing_key,
             f"{HEADER_PREFIX}queue": self.settings.queue,
-            f"{HEADER_PREFIX}failed-at": datetime.now(timezone.utc).isoformat(
+            f"{HEADER_PREFIX}failed-at": datetime.now(UTC).isoformat(
                 timespec="milliseconds"),
         })
         self.channel.basic_publish(
