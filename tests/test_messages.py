@@ -94,10 +94,19 @@ def snake_keys(value: Any) -> Any:
     return value
 
 
+def storable(text: str) -> bool:
+    """Text every backend can hold: no NUL, and valid UTF-8 (no lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
+
+
 def good_key(key: Any) -> bool:
     return (
         isinstance(key, str) and key != "" and key[0] != "$"
-        and "." not in key and "\x00" not in key
+        and "." not in key and storable(key)
     )
 
 
@@ -115,7 +124,7 @@ def breaches(value: Any) -> set[str]:
     elif isinstance(value, list):
         for item in value:
             found |= breaches(item)
-    elif isinstance(value, str) and "\x00" in value:
+    elif isinstance(value, str) and not storable(value):
         found.add("bad_value")
     elif isinstance(value, float) and not math.isfinite(value):
         found.add("bad_value")
@@ -152,11 +161,14 @@ offsets_min = st.integers(-MAX_OFFSET_MIN, MAX_OFFSET_MIN)
 topics = st.from_regex(r"[a-z][a-z0-9_]{0,20}", fullmatch=True).filter(
     lambda topic: topic not in ("user", "user_id", "datetime")
 )
-no_nul_text = st.text(st.characters(exclude_characters="\x00"), max_size=12)
+no_nul_text = st.text(
+    st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), max_size=12
+)
 valid_keys = st.one_of(
     st.from_regex(r"[a-z]+([A-Z][a-z0-9]*){0,3}", fullmatch=True),
     st.from_regex(r"[a-z]+(_[a-z0-9]+){0,3}", fullmatch=True),
-    st.text(st.characters(exclude_characters="\x00."), min_size=1, max_size=8),
+    st.text(st.characters(exclude_characters="\x00.", exclude_categories=("Cs",)),
+            min_size=1, max_size=8),
 ).filter(good_key)
 valid_leaves = st.one_of(
     st.none(),
