@@ -51,7 +51,6 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo,
     # Kubernetes Events; routine progress stays in the operator's log.
     settings.posting.loggers = True
     settings.posting.level = logging.WARNING
-    settings.batching.error_delays = [5, 10, 30, 60, 120, 300]
 
     memo.settings = settings
     memo.kube = Kube.from_environment()
@@ -65,6 +64,13 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo,
     memo.probes = asyncio.create_task(
         probe_forever(memo.cache, memo.kube, probe_settings), name="probes")
     logger.info("saver image by default: %s", memo.cache.default_image)
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In a pod, its service account; elsewhere, $KUBECONFIG as it is now."""
+    return (kopf.login_with_service_account(**kwargs)
+            or kopf.login_with_kubeconfig(**kwargs))
 
 
 @kopf.on.cleanup()
@@ -85,12 +91,20 @@ def apply_binding(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger,
 
 
 @kopf.on.event(**BINDINGS)
-def track_binding(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Keep the operator's view of each binding current, for the other handlers."""
+def track_binding(type: str, body: kopf.Body, memo: kopf.Memo,
+                  logger: kopf.Logger, **_: Any) -> None:
+    """Keep the operator's view of each binding current, for the other handlers.
+
+    A binding that could not run is retried at once when its spec changes:
+    kopf's own retry of it waits for its long delay.
+    """
     if type == "DELETED" or body.get("metadata", {}).get("deletionTimestamp"):
         memo.cache.forget(key_of(body))
-    else:
-        memo.cache.remember(body)
+        return
+    entry = memo.cache.remember(body)
+    failed = entry.failed_generation
+    if failed is not None and body["metadata"].get("generation") != failed:
+        _reconcile_quietly(entry.body, memo=memo, logger=logger)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=OWNED)

@@ -37,7 +37,9 @@ class Kube:
         if os.environ.get("KUBERNETES_SERVICE_HOST"):
             config.load_incluster_config(client_configuration=configuration)
         else:
-            config.load_kube_config(client_configuration=configuration)
+            # $KUBECONFIG is read now, not when the client library was imported.
+            config.load_kube_config(config_file=os.environ.get("KUBECONFIG"),
+                                    client_configuration=configuration)
         return cls(client.ApiClient(configuration))
 
     def apply_deployment(self, manifest: dict[str, Any]) -> dict[str, Any]:

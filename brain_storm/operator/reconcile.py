@@ -36,6 +36,8 @@ class Entry:
     body: dict[str, Any]
     applied: dict[str, Any] | None = None
     targets: dict[str, tuple[str, int] | str] = field(default_factory=dict)
+    failed_generation: int | None = None
+    """The generation that could not run (a configuration problem), if any."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -111,11 +113,13 @@ def reconcile(
         resolved = resolve(manifests.spec_with_defaults(body),
                            lambda secret: kube.read_secret(namespace, secret))
     except ConfigProblem as problem:
+        entry.failed_generation = body["metadata"].get("generation", 0)
         report_problem(entry, problem, kube=kube)
         logger.warning("cannot run the savers: %s", problem.message)
         raise kopf.TemporaryError(problem.message, delay=RETRY_CONFIG_S) from None
 
     deployment = apply(entry, resolved, kube=kube, default_image=cache.default_image)
+    entry.failed_generation = None
     logger.info("applied Deployment %s/%s (%d replicas, checksum %.12s)",
                 namespace, name, deployment["spec"].get("replicas", 0),
                 _checksum_of(deployment))
