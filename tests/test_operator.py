@@ -459,6 +459,27 @@ def test_restarting_the_operator_mid_reconcile_keeps_one_deployment(
     assert sorted(kube.deployments(namespace)) == ["savers-0", "savers-1", "savers-2"]
 
 
+def test_a_restarted_operator_rewrites_nothing(
+    kube: Kube, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    kube.put_secret(namespace, "db", db_url())
+    with operator(namespace):
+        kube.create_binding(namespace, "savers")
+        wait_for(lambda: kube.condition(namespace, "savers", "Ready"), what="Ready")
+        time.sleep(1)
+    binding = kube.binding(namespace, "savers")["metadata"]["resourceVersion"]
+    deployment = kube.deployment(namespace, "savers")["metadata"]["resourceVersion"]
+
+    caplog.clear()
+    with operator(namespace):
+        wait_for(lambda: "applied Deployment" in caplog.text, what="the resume")
+        time.sleep(1)
+
+    assert kube.binding(namespace, "savers")["metadata"]["resourceVersion"] == binding
+    assert kube.deployment(namespace, "savers")["metadata"]["resourceVersion"] == (
+        deployment)
+
+
 def test_a_binding_is_deleted_at_once_without_the_operator(
     kube: Kube, namespace: str
 ) -> None:
@@ -503,3 +524,19 @@ def test_unknown_fields_are_pruned(kube: Kube, namespace: str) -> None:
     assert "surprise" not in spec
     assert spec["database"] == {"url": "sqlite:////x"}
     assert (spec["replicas"], spec["paused"], spec["batchSize"]) == (1, False, 500)
+
+
+def test_the_example_is_accepted(kube: Kube, namespace: str) -> None:
+    documents = list(yaml.safe_load_all((ROOT / "examples/saverbinding.yaml").read_text()))
+
+    for document in documents:
+        if document["kind"] == "Secret":
+            kube.core.create_namespaced_secret(namespace, document)
+        else:
+            kube.custom.create_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, document)
+
+    binding = kube.binding(namespace, "results")
+    assert binding["spec"]["replicas"] == 2
+    assert binding["spec"]["database"]["urlFrom"]["secretKeyRef"]["name"] == (
+        "brain-storm-database")

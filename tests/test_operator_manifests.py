@@ -96,6 +96,7 @@ def test_every_option_becomes_the_savers_environment() -> None:
 
     assert env["BRAIN_STORM_TOPICS"] == "pose,feelings"
     assert env["BRAIN_STORM_EXCHANGE"] == "results"
+    assert env["BRAIN_STORM_QUEUE"] == "brain_storm.saver.team.savers"
     assert env["BRAIN_STORM_PREFETCH_COUNT"] == "200"
     assert env["BRAIN_STORM_BATCH_SIZE"] == "50"
     assert env["BRAIN_STORM_FLUSH_INTERVAL_S"] == "0.5"

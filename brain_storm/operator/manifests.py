@@ -122,6 +122,13 @@ def config_checksum(spec: Mapping[str, Any], secret_hashes: Mapping[str, str]) -
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def queue_name(binding: Mapping[str, Any]) -> str:
+    """The queue a binding's savers share: one per binding, so that two
+    bindings on one broker never take each other's messages."""
+    metadata = binding["metadata"]
+    return f"brain_storm.saver.{metadata['namespace']}.{metadata['name']}"
+
+
 def desired_replicas(spec: Mapping[str, Any]) -> int:
     """Replicas the Deployment should run: none while paused."""
     return 0 if spec.get("paused") else int(spec.get("replicas", 1))
@@ -148,7 +155,8 @@ def deployment_for(
             "labels": labels_for(name),
             "annotations": {CHECKSUM_ANNOTATION: config_checksum(spec, secret_hashes)},
         },
-        "spec": pod_spec_for(spec, default_image=default_image),
+        "spec": pod_spec_for(spec, queue=queue_name(binding),
+                             default_image=default_image),
     }
     return {
         "apiVersion": "apps/v1",
@@ -167,7 +175,9 @@ def deployment_for(
     }
 
 
-def pod_spec_for(spec: Mapping[str, Any], *, default_image: str) -> dict[str, Any]:
+def pod_spec_for(
+    spec: Mapping[str, Any], *, queue: str, default_image: str
+) -> dict[str, Any]:
     """A locked-down pod that runs one saver."""
     return {
         "terminationGracePeriodSeconds": termination_grace_s(spec),
@@ -179,20 +189,22 @@ def pod_spec_for(spec: Mapping[str, Any], *, default_image: str) -> dict[str, An
             "runAsGroup": NON_ROOT_UID,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "containers": [container_for(spec, default_image=default_image)],
+        "containers": [container_for(spec, queue=queue, default_image=default_image)],
         # The root filesystem is read-only; Python and the drivers may still
         # want a scratch folder.
         "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
     }
 
 
-def container_for(spec: Mapping[str, Any], *, default_image: str) -> dict[str, Any]:
+def container_for(
+    spec: Mapping[str, Any], *, queue: str, default_image: str
+) -> dict[str, Any]:
     """The saver container: the command, its environment and its probes."""
     container: dict[str, Any] = {
         "name": "saver",
         "image": spec.get("image") or default_image,
         "command": ["python", "-m", "brain_storm.saver", "run-saver"],
-        "env": env_for(spec),
+        "env": env_for(spec, queue=queue),
         "ports": [{"name": "metrics", "containerPort": METRICS_PORT,
                    "protocol": "TCP"}],
         "readinessProbe": _http_probe("/readyz", period_s=5, failures=3),
@@ -210,13 +222,14 @@ def container_for(spec: Mapping[str, Any], *, default_image: str) -> dict[str, A
     return container
 
 
-def env_for(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+def env_for(spec: Mapping[str, Any], *, queue: str) -> list[dict[str, Any]]:
     """run-saver's configuration, as the environment variables it reads."""
     env = [_url_env(variable, spec[endpoint])
            for endpoint, variable in ENDPOINTS.items()]
     settings = {
         "BRAIN_STORM_TOPICS": ",".join(spec["topics"]),
         "BRAIN_STORM_EXCHANGE": (spec["queue"] or {}).get("exchange"),
+        "BRAIN_STORM_QUEUE": queue,
         "BRAIN_STORM_PREFETCH_COUNT": spec["prefetchCount"],
         "BRAIN_STORM_BATCH_SIZE": spec["batchSize"],
         "BRAIN_STORM_FLUSH_INTERVAL_S": spec["flushIntervalSeconds"],
