@@ -248,7 +248,8 @@ def test_ready_follows_the_deployments_available_replicas(
     kube: Kube, namespace: str, running: Any
 ) -> None:
     kube.put_secret(namespace, "db", db_url())
-    kube.create_binding(namespace, "savers", replicas=2)
+    kube.create_binding(namespace, "savers", replicas=2,
+                        resources={"requests": {"cpu": "0.5", "memory": "0.125Gi"}})
     deployment = wait_for(lambda: kube.deployment(namespace, "savers"), what="Deployment")
 
     # Play the Deployment controller: two replicas up and available.
@@ -261,6 +262,8 @@ def test_ready_follows_the_deployments_available_replicas(
     status = kube.binding(namespace, "savers")["status"]
     assert (status["replicas"], status["readyReplicas"]) == (2, 2)
     assert kube.condition(namespace, "savers", "Progressing")["status"] == "False"
+    # The server writes 0.5 CPU as 500m: that is no hand edit.
+    assert not any("changed by hand" in event for event in kube.events(namespace))
 
 
 def test_changing_topics_patches_the_deployment_and_rolls_the_pods(

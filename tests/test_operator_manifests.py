@@ -292,6 +292,17 @@ def test_is_subset_ignores_server_defaults_but_not_edits() -> None:
     assert not manifests.is_subset(wanted, {"a": 1, "list": []})
 
 
+def test_what_was_applied_is_remembered_as_the_server_normalised_it() -> None:
+    wanted = {"replicas": 1, "resources": {"requests": {"cpu": "0.5"}}, "list": [{"a": 1}]}
+    live = {"replicas": 1, "paused": False, "resources": {"requests": {"cpu": "500m"}},
+            "list": [{"a": 1, "b": 2}]}
+
+    remembered = manifests.project(wanted, live)
+    assert remembered == {"replicas": 1, "resources": {"requests": {"cpu": "500m"}},
+                          "list": [{"a": 1}]}
+    assert manifests.is_subset(remembered, live)
+
+
 def test_every_crd_field_has_a_description() -> None:
     crd = yaml.safe_load(CRD.read_text())
     [version] = crd["spec"]["versions"]

@@ -120,7 +120,7 @@ def watch_deployment(type: str, body: kopf.Body, memo: kopf.Memo,
     # make the live object a superset, and anything else is drift.  Until
     # this operator has applied it once, the resume handler is on its way.
     drifted = entry.applied is not None and not manifests.is_subset(
-        entry.applied["spec"], body.get("spec"))
+        entry.applied, body.get("spec"))
     if type == "DELETED" or drifted:
         logger.warning("Deployment %s was %s; applying it again",
                        body["metadata"]["name"],

@@ -385,6 +385,19 @@ def status_patch(
     return patch
 
 
+def project(wanted: Any, actual: Any) -> Any:
+    """The parts of ``actual`` at the places ``wanted`` has values, so that
+    what was applied can be remembered as the server normalised it (quantities
+    such as ``cpu: 0.5`` come back as ``500m``)."""
+    if isinstance(wanted, Mapping) and isinstance(actual, Mapping):
+        return {key: project(value, actual[key])
+                for key, value in wanted.items() if key in actual}
+    if (isinstance(wanted, list) and isinstance(actual, list)
+            and len(wanted) == len(actual)):
+        return [project(w, a) for w, a in zip(wanted, actual, strict=True)]
+    return actual
+
+
 def is_subset(wanted: Any, actual: Any) -> bool:
     """Whether ``actual`` holds everything in ``wanted`` (the API server adds
     defaults, so a live object is a superset of the manifest it came from)."""

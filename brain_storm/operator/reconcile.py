@@ -35,6 +35,7 @@ class Entry:
 
     body: dict[str, Any]
     applied: dict[str, Any] | None = None
+    """The Deployment spec last applied, as the server normalised it."""
     targets: dict[str, tuple[str, int] | str] = field(default_factory=dict)
     failed_generation: int | None = None
     """The generation that could not run (a configuration problem), if any."""
@@ -134,7 +135,7 @@ def apply(
     manifest = manifests.deployment_for(
         entry.body, secret_hashes=resolved.secret_hashes, default_image=default_image)
     deployment = kube.apply_deployment(manifest)
-    entry.applied = manifest
+    entry.applied = manifests.project(manifest["spec"], deployment["spec"])
     entry.targets = {endpoint: resolved.target(endpoint) for endpoint in resolved.urls}
     return deployment
 
