@@ -106,12 +106,7 @@ def _api_client(kubeconfig: Path) -> client.ApiClient:
 
 
 def _install_crd(api_client: client.ApiClient) -> None:
-    extensions = client.ApiextensionsV1Api(api_client)
-    extensions.create_custom_resource_definition(yaml.safe_load(CRD.read_text()))
-    wait_for(lambda: any(
-        c.type == "Established" and c.status == "True"
-        for c in extensions.read_custom_resource_definition(
-            f"{PLURAL}.{GROUP}").status.conditions or []), what="the CRD")
+    _install_crd_body(Kube(api_client), yaml.safe_load(CRD.read_text()))
 
 
 class Kube:
@@ -496,6 +491,64 @@ def test_a_binding_is_deleted_at_once_without_the_operator(
     with pytest.raises(ApiException) as gone:
         kube.binding(namespace, "savers")
     assert gone.value.status == 404
+
+
+KEDA_STUB_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "scaledobjects.keda.sh"},
+    "spec": {"group": "keda.sh", "scope": "Namespaced",
+             "names": {"kind": "ScaledObject", "plural": "scaledobjects",
+                       "singular": "scaledobject", "listKind": "ScaledObjectList"},
+             "versions": [{"name": "v1alpha1", "served": True, "storage": True,
+                           "schema": {"openAPIV3Schema": {
+                               "type": "object",
+                               "x-kubernetes-preserve-unknown-fields": True}}}]},
+}
+
+
+def test_autoscaling_needs_keda_and_then_applies_a_scaled_object(
+    kube: Kube, namespace: str, running: Any
+) -> None:
+    kube.put_secret(namespace, "db", db_url())
+    autoscaling = {"minReplicas": 0, "maxReplicas": 5, "messagesPerReplica": 100}
+    kube.create_binding(namespace, "savers", autoscaling=autoscaling)
+
+    # No KEDA yet (installing it is for the whole session, so this one test
+    # plays both halves): the savers run, and the binding says what is missing.
+    wait_for(lambda: kube.condition(namespace, "savers", "Autoscaling")
+             .get("reason") == "KedaNotInstalled", what="KedaNotInstalled")
+    assert "replicas" in kube.deployment(namespace, "savers")["spec"]
+
+    # A stand-in for KEDA's CRD: the API server stores ScaledObjects, nothing acts.
+    _install_crd_body(kube, KEDA_STUB_CRD)
+    kube.patch_binding(namespace, "savers", {"autoscaling": {"maxReplicas": 6}})
+
+    wait_for(lambda: kube.condition(namespace, "savers", "Autoscaling")
+             .get("status") == "True", what="Autoscaling=True")
+    scaled = kube.custom.get_namespaced_custom_object(
+        "keda.sh", "v1alpha1", namespace, "scaledobjects", "savers")
+    assert scaled["spec"]["maxReplicaCount"] == 6
+    assert scaled["metadata"]["ownerReferences"][0]["kind"] == "SaverBinding"
+    assert PASSWORD not in repr(scaled)
+
+    kube.custom.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "savers", [
+            {"op": "remove", "path": "/spec/autoscaling"}],
+        _content_type="application/json-patch+json")
+    wait_for(lambda: kube.condition(namespace, "savers", "Autoscaling")
+             .get("reason") == "Disabled", what="Autoscaling Disabled")
+    assert not kube.custom.list_namespaced_custom_object(
+        "keda.sh", "v1alpha1", namespace, "scaledobjects")["items"]
+
+
+def _install_crd_body(kube: Kube, body: dict[str, Any]) -> None:
+    extensions = client.ApiextensionsV1Api(kube.core.api_client)
+    with contextlib.suppress(ApiException):
+        extensions.create_custom_resource_definition(body)
+    wait_for(lambda: any(
+        c.type == "Established" and c.status == "True"
+        for c in extensions.read_custom_resource_definition(
+            body["metadata"]["name"]).status.conditions or []), what="the CRD")
 
 
 @pytest.mark.parametrize(("spec", "message"), [

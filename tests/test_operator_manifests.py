@@ -153,6 +153,30 @@ def test_replicas_follow_the_spec_and_pausing(spec: dict[str, Any], replicas: in
     assert deployment["spec"]["replicas"] == replicas
 
 
+def test_autoscaling_leaves_replicas_to_keda() -> None:
+    spec = binding(autoscaling={"minReplicas": 0, "maxReplicas": 5,
+                                "messagesPerReplica": 200})
+
+    deployment = manifests.deployment_for(spec, secret_hashes={})
+    scaled = manifests.scaled_object_for(spec)
+    assert "replicas" not in deployment["spec"]
+    assert scaled["spec"]["scaleTargetRef"] == {"name": "savers"}
+    assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (0, 5)
+    [trigger] = scaled["spec"]["triggers"]
+    assert trigger["metadata"]["queueName"] == "brain_storm.saver.team.savers"
+    assert trigger["metadata"]["value"] == "200"
+    assert trigger["metadata"]["hostFromEnv"] == "BRAIN_STORM_QUEUE_URL"
+    assert scaled["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+
+
+def test_a_paused_autoscaled_binding_pauses_keda_too() -> None:
+    spec = binding(paused=True, autoscaling={"maxReplicas": 5})
+
+    assert manifests.deployment_for(spec, secret_hashes={})["spec"]["replicas"] == 0
+    annotations = manifests.scaled_object_for(spec)["metadata"]["annotations"]
+    assert annotations == {"autoscaling.keda.sh/paused-replicas": "0"}
+
+
 def test_resources_are_passed_through_only_when_given() -> None:
     resources = {"requests": {"cpu": "100m"}, "limits": {"memory": "256Mi"}}
 

@@ -87,7 +87,13 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 def apply_binding(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger,
                   **_: Any) -> None:
     """Create or patch the binding's Deployment (same name, server-side apply)."""
-    reconcile(body, kube=memo.kube, cache=memo.cache, logger=logger)
+    entry = memo.cache.remember(body)
+    try:
+        reconcile(body, kube=memo.kube, cache=memo.cache, logger=logger)
+    except kopf.TemporaryError:
+        entry.kopf_retry_pending = True
+        raise
+    entry.kopf_retry_pending = False
 
 
 @kopf.on.event(**BINDINGS)
@@ -95,15 +101,15 @@ def track_binding(type: str, body: kopf.Body, memo: kopf.Memo,
                   logger: kopf.Logger, **_: Any) -> None:
     """Keep the operator's view of each binding current, for the other handlers.
 
-    A binding that could not run is retried at once when its spec changes:
-    kopf's own retry of it waits for its long delay.
+    While kopf's own handler waits out a long retry delay, it would not see
+    a new generation either: that one is reconciled here at once.
     """
     if type == "DELETED" or body.get("metadata", {}).get("deletionTimestamp"):
         memo.cache.forget(key_of(body))
         return
     entry = memo.cache.remember(body)
-    failed = entry.failed_generation
-    if failed is not None and body["metadata"].get("generation") != failed:
+    generation = body["metadata"].get("generation")
+    if entry.kopf_retry_pending and generation != entry.attempted_generation:
         _reconcile_quietly(entry.body, memo=memo, logger=logger)
 
 

@@ -53,6 +53,21 @@ class Kube:
         )
         return json.loads(response.data)
 
+    def apply_scaled_object(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
+        """Create or patch a KEDA ScaledObject; None when KEDA is not installed."""
+        metadata = manifest["metadata"]
+        return _or_none(lambda: self.custom.patch_namespaced_custom_object(
+            "keda.sh", "v1alpha1", metadata["namespace"], "scaledobjects",
+            metadata["name"], manifest, field_manager=MANAGER, force=True,
+            _content_type="application/apply-patch+yaml",
+            _preload_content=False, _request_timeout=REQUEST_TIMEOUT_S))
+
+    def delete_scaled_object(self, namespace: str, name: str) -> None:
+        """Delete a ScaledObject; gone already, or no KEDA, is fine."""
+        _or_none(lambda: self.custom.delete_namespaced_custom_object(
+            "keda.sh", "v1alpha1", namespace, "scaledobjects", name,
+            _preload_content=False, _request_timeout=REQUEST_TIMEOUT_S))
+
     def read_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         return _or_none(lambda: self.apps.read_namespaced_deployment(
             name, namespace, _preload_content=False,

@@ -129,9 +129,14 @@ def queue_name(binding: Mapping[str, Any]) -> str:
     return f"brain_storm.saver.{metadata['namespace']}.{metadata['name']}"
 
 
-def desired_replicas(spec: Mapping[str, Any]) -> int:
-    """Replicas the Deployment should run: none while paused."""
-    return 0 if spec.get("paused") else int(spec.get("replicas", 1))
+def desired_replicas(spec: Mapping[str, Any]) -> int | None:
+    """Replicas the Deployment should run: none while paused, and left to
+    KEDA (None) while autoscaling is on."""
+    if spec.get("paused"):
+        return 0
+    if spec.get("autoscaling"):
+        return None
+    return int(spec.get("replicas", 1))
 
 
 def termination_grace_s(spec: Mapping[str, Any]) -> int:
@@ -158,19 +163,68 @@ def deployment_for(
         "spec": pod_spec_for(spec, queue=queue_name(binding),
                              default_image=default_image),
     }
+    deployment_spec = {
+        "replicas": desired_replicas(spec),
+        "selector": {"matchLabels": selector_labels_for(name)},
+        "template": template,
+    }
+    # Under autoscaling the replicas are KEDA's: leaving them out of the
+    # applied manifest gives up our field ownership instead of fighting it.
+    if deployment_spec["replicas"] is None:
+        del deployment_spec["replicas"]
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
+        "metadata": _metadata_for(binding),
+        "spec": deployment_spec,
+    }
+
+
+def _metadata_for(binding: Mapping[str, Any]) -> dict[str, Any]:
+    name = binding["metadata"]["name"]
+    return {
+        "name": name,
+        "namespace": binding["metadata"]["namespace"],
+        "labels": labels_for(name),
+        "ownerReferences": [owner_reference(binding)],
+    }
+
+
+KEDA_API_VERSION = "keda.sh/v1alpha1"
+KEDA_PAUSED_ANNOTATION = "autoscaling.keda.sh/paused-replicas"
+
+
+def scaled_object_for(binding: Mapping[str, Any]) -> dict[str, Any]:
+    """A KEDA ScaledObject scaling the binding's Deployment on its queue's depth.
+
+    KEDA reads the broker URL from the saver container's own environment
+    (``hostFromEnv``), so a URL from a Secret is never copied anywhere.
+    """
+    spec = spec_with_defaults(binding)
+    autoscaling = {"minReplicas": 1, "messagesPerReplica": 1000,
+                   **dict(spec["autoscaling"])}
+    metadata = _metadata_for(binding)
+    if spec.get("paused"):
+        metadata["annotations"] = {KEDA_PAUSED_ANNOTATION: "0"}
+    trigger = {
+        "type": "rabbitmq",
         "metadata": {
-            "name": name,
-            "namespace": binding["metadata"]["namespace"],
-            "labels": labels_for(name),
-            "ownerReferences": [owner_reference(binding)],
+            "protocol": "amqp",
+            "mode": "QueueLength",
+            "value": str(autoscaling["messagesPerReplica"]),
+            "queueName": queue_name(binding),
+            "hostFromEnv": ENDPOINTS["queue"],
         },
+    }
+    return {
+        "apiVersion": KEDA_API_VERSION,
+        "kind": "ScaledObject",
+        "metadata": metadata,
         "spec": {
-            "replicas": desired_replicas(spec),
-            "selector": {"matchLabels": selector_labels_for(name)},
-            "template": template,
+            "scaleTargetRef": {"name": binding["metadata"]["name"]},
+            "minReplicaCount": autoscaling["minReplicas"],
+            "maxReplicaCount": autoscaling["maxReplicas"],
+            "triggers": [trigger],
         },
     }
 
@@ -298,6 +352,8 @@ def rollout_conditions(
     generation = binding["metadata"].get("generation", 0)
     spec = spec_with_defaults(binding)
     wanted = desired_replicas(spec)
+    if wanted is None:  # KEDA decides; the Deployment says what it decided
+        wanted = int(((deployment or {}).get("spec") or {}).get("replicas") or 0)
     if deployment is None:
         return [
             condition("Ready", False, "DeploymentMissing",

@@ -37,8 +37,11 @@ class Entry:
     applied: dict[str, Any] | None = None
     """The Deployment spec last applied, as the server normalised it."""
     targets: dict[str, tuple[str, int] | str] = field(default_factory=dict)
-    failed_generation: int | None = None
-    """The generation that could not run (a configuration problem), if any."""
+    attempted_generation: int | None = None
+    """The generation last reconciled, successfully or not."""
+    kopf_retry_pending: bool = False
+    """kopf's own handler failed temporarily and waits out its long delay:
+    meanwhile a new generation is reconciled without it."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -106,6 +109,7 @@ def reconcile(
     why, and a change to the binding or the Secret retries sooner.
     """
     entry = cache.remember(body)
+    entry.attempted_generation = body["metadata"].get("generation", 0)
     namespace, name = key_of(body)
 
     # Resolve the URLs first: a Deployment whose Secret is missing would only
@@ -114,18 +118,53 @@ def reconcile(
         resolved = resolve(manifests.spec_with_defaults(body),
                            lambda secret: kube.read_secret(namespace, secret))
     except ConfigProblem as problem:
-        entry.failed_generation = body["metadata"].get("generation", 0)
         report_problem(entry, problem, kube=kube)
         logger.warning("cannot run the savers: %s", problem.message)
         raise kopf.TemporaryError(problem.message, delay=RETRY_CONFIG_S) from None
 
     deployment = apply(entry, resolved, kube=kube, default_image=cache.default_image)
-    entry.failed_generation = None
     logger.info("applied Deployment %s/%s (%d replicas, checksum %.12s)",
                 namespace, name, deployment["spec"].get("replicas", 0),
                 _checksum_of(deployment))
     update_status(entry, deployment, kube=kube,
                   extra={"databaseScheme": resolved.database_scheme})
+    autoscale(entry, kube=kube, logger=logger)
+
+
+def autoscale(entry: Entry, *, kube: Kube, logger: kopf.Logger) -> None:
+    """Apply or remove the binding's KEDA ScaledObject, and say how it went.
+
+    Without KEDA the savers keep running at their last replica count; kopf
+    retries after its long delay, so installing KEDA later is noticed.
+    """
+    spec = manifests.spec_with_defaults(entry.body)
+    generation = entry.body["metadata"].get("generation", 0)
+    current = {c["type"]: c for c in (entry.body.get("status") or {}).get(
+        "conditions") or []}.get("Autoscaling")
+    namespace, name = key_of(entry.body)
+
+    # Bindings that never autoscaled cost no request here.
+    if not spec.get("autoscaling"):
+        if current and current.get("reason") != "Disabled":
+            kube.delete_scaled_object(namespace, name)
+            write_status(entry, {}, [manifests.condition(
+                "Autoscaling", False, "Disabled", "spec.autoscaling is not set",
+                generation=generation)], kube=kube)
+        return
+
+    applied = kube.apply_scaled_object(manifests.scaled_object_for(entry.body))
+    if applied is None:
+        message = ("KEDA is not installed (no scaledobjects.keda.sh CRD): the "
+                   "savers keep their current replica count")
+        write_status(entry, {}, [manifests.condition(
+            "Autoscaling", False, "KedaNotInstalled", message,
+            generation=generation)], kube=kube)
+        logger.warning("%s", message)
+        raise kopf.TemporaryError(message, delay=RETRY_CONFIG_S)
+    write_status(entry, {}, [manifests.condition(
+        "Autoscaling", True, "ScaledObjectApplied",
+        f"KEDA scales {name} on queue {manifests.queue_name(entry.body)}",
+        generation=generation)], kube=kube)
 
 
 def apply(
