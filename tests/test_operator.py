@@ -17,6 +17,7 @@ import contextlib
 import os
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -455,6 +456,26 @@ def test_restarting_the_operator_mid_reconcile_keeps_one_deployment(
             "BRAIN_STORM_TOPICS"] == "user", what="the update")
 
     assert sorted(kube.deployments(namespace)) == ["savers-0", "savers-1", "savers-2"]
+
+
+def test_the_command_line_runs_the_operator_and_stops_on_sigterm(
+    kube: Kube, namespace: str, control_plane: Path
+) -> None:
+    kube.put_secret(namespace, "db", db_url())
+    environment = {**os.environ, "KUBECONFIG": str(control_plane / "kubeconfig")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "brain_storm.operator", "--namespace", namespace],
+        env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        kube.create_binding(namespace, "savers")
+        wait_for(lambda: kube.condition(namespace, "savers", "Ready"), what="Ready")
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=60)
+
+    assert process.returncode == 0, output
+    assert "applied Deployment" in output
+    assert PASSWORD not in output
 
 
 def test_a_restarted_operator_rewrites_nothing(

@@ -64,7 +64,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="coordinate with other replicas through kopf's "
                              "peering object NAME (default: standalone)")
     parser.add_argument("--liveness", metavar="URL",
-                        help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz")
+                        help="serve kopf's liveness probe, e.g. "
+                             "http://0.0.0.0:8080/healthz")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
 

@@ -350,10 +350,6 @@ def rollout_conditions(
 ) -> list[dict[str, Any]]:
     """Ready, Progressing and Degraded, read from the owned Deployment."""
     generation = binding["metadata"].get("generation", 0)
-    spec = spec_with_defaults(binding)
-    wanted = desired_replicas(spec)
-    if wanted is None:  # KEDA decides; the Deployment says what it decided
-        wanted = int(((deployment or {}).get("spec") or {}).get("replicas") or 0)
     if deployment is None:
         return [
             condition("Ready", False, "DeploymentMissing",
@@ -362,26 +358,17 @@ def rollout_conditions(
                       "creating the saver Deployment", generation=generation),
         ]
 
+    spec = spec_with_defaults(binding)
+    wanted = desired_replicas(spec)
+    if wanted is None:  # KEDA decides; the Deployment says what it decided
+        wanted = int((deployment.get("spec") or {}).get("replicas") or 0)
     observed = deployment.get("status") or {}
-    available = int(observed.get("availableReplicas") or 0)
     updated = int(observed.get("updatedReplicas") or 0)
     caught_up = (observed.get("observedGeneration", -1)
                  >= deployment["metadata"].get("generation", 0))
     rolling = not caught_up or updated < wanted
     failed = _deployment_failure(observed)
 
-    if spec.get("paused"):
-        ready = condition("Ready", False, "Paused",
-                          "spec.paused is true: scaled to 0 replicas", generation=generation)
-    elif wanted == 0:
-        ready = condition("Ready", False, "ScaledToZero",
-                          "spec.replicas is 0", generation=generation)
-    elif available >= wanted and not rolling:
-        ready = condition("Ready", True, "Available",
-                          f"{available}/{wanted} replicas available", generation=generation)
-    else:
-        ready = condition("Ready", False, "Unavailable",
-                          f"{available}/{wanted} replicas available", generation=generation)
     progressing = (
         condition("Progressing", True, "RollingOut",
                   f"{updated}/{wanted} replicas updated", generation=generation)
@@ -394,7 +381,26 @@ def rollout_conditions(
         if failed else
         condition("Degraded", False, "AsExpected", "", generation=generation)
     )
+    ready = _ready(spec, wanted, int(observed.get("availableReplicas") or 0),
+                   rolling=rolling, generation=generation)
     return [ready, progressing, degraded]
+
+
+def _ready(
+    spec: Mapping[str, Any], wanted: int, available: int, *, rolling: bool,
+    generation: int,
+) -> dict[str, Any]:
+    """Ready: every wanted replica available and no rollout under way."""
+    counts = f"{available}/{wanted} replicas available"
+    if spec.get("paused"):
+        return condition("Ready", False, "Paused", "spec.paused is true: 0 replicas",
+                         generation=generation)
+    if wanted == 0:
+        return condition("Ready", False, "ScaledToZero", "0 replicas wanted",
+                         generation=generation)
+    if available >= wanted and not rolling:
+        return condition("Ready", True, "Available", counts, generation=generation)
+    return condition("Ready", False, "Unavailable", counts, generation=generation)
 
 
 def _deployment_failure(observed: Mapping[str, Any]) -> str:
