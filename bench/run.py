@@ -110,15 +110,16 @@ def run_baseline(kind: str, amqp_url: str, queue: str, count: int,
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "bench" / "baselines.py"), kind, amqp_url,
          queue, str(count), database_url],
-        stdout=subprocess.PIPE, text=True)
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     line = process.stdout.readline()
     rss = peak_rss_mib(process.pid)
     own = process_cpu_seconds(process.pid)
-    process.wait()
+    servers_after = cpu_seconds()
+    process.communicate("\n")
     figures = json.loads(line)
     return {"rate": figures["messages"] / figures["seconds"], "rss_mib": rss,
             "seconds": figures["seconds"],
-            **cpu_per_message(own, servers_before, cpu_seconds(), count)}
+            **cpu_per_message(own, servers_before, servers_after, count)}
 
 
 def cpu_per_message(own: float, before: dict, after: dict, count: int) -> dict:

@@ -90,6 +90,19 @@ def drain(amqp_url: str, queue: str) -> list[tuple[pika.BasicProperties, bytes, 
         connection.close()
 
 
+def declare_saver_queue(amqp_url: str, topology: Topology) -> None:
+    """Declare the queue exactly as run-saver will, so messages can wait in it."""
+    from brain_storm.saver.consumer import Settings, declare_topology
+
+    settings = Settings(database_url="sqlite://", queue_url=amqp_url,
+                        exchange=topology.exchange, queue=topology.queue)
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        declare_topology(connection.channel(), settings)
+    finally:
+        connection.close()
+
+
 def declare_queue(amqp_url: str, topology: Topology, **arguments: Any) -> None:
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
     try:

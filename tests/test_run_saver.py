@@ -22,6 +22,8 @@ from harness import (
     SaverProcess,
     Topology,
     body,
+    declare_queue,
+    declare_saver_queue,
     drain,
     publish,
     ready_count,
@@ -147,9 +149,9 @@ def test_sigkill_mid_batch_loses_nothing_and_saves_nothing_twice(
     # Given a saver killed while batches are in flight
     database_url = database_url_for(backend)
     items = realistic(8000, seed=7)
-    first = saver_for(database_url).start()
-    first.wait_ready()
+    declare_saver_queue(rabbitmq.url, topology)
     publish(rabbitmq.url, topology.exchange, items)
+    first = saver_for(database_url).start()
     wait_until(lambda: result_count(database_url) > 0, what="a first batch")
     first.kill()
     saved_before = result_count(database_url)
@@ -177,9 +179,9 @@ def test_sigterm_mid_batch_drains_acknowledges_and_exits_zero(
     # Given a saver busy with a long queue
     database_url = database_url_for("postgresql")
     items = realistic(20000, seed=9)
-    saver = saver_for(database_url).start()
-    saver.wait_ready()
+    declare_saver_queue(rabbitmq.url, topology)
     publish(rabbitmq.url, topology.exchange, items)
+    saver = saver_for(database_url).start()
     wait_until(lambda: result_count(database_url) > 0, what="a first batch")
 
     # When it is sent SIGTERM
@@ -193,6 +195,10 @@ def test_sigterm_mid_batch_drains_acknowledges_and_exits_zero(
     saved = result_count(database_url)
     users = sum(1 for topic, _ in items if topic == "user")
     assert saved < expected_results(items), "SIGTERM came after the last batch"
+    # The broker returns what a closed channel held asynchronously: count the
+    # queue once it holds nothing unacknowledged.
+    wait_until(lambda: rabbitmq.queue_counts()[topology.queue][1] == 0,
+               what="the broker to settle the closed channel")
     ready = ready_count(rabbitmq.url, topology.queue)
     consumed = len(items) - ready
     assert saved == consumed - users
@@ -207,9 +213,9 @@ def test_broker_restart_mid_stream_loses_nothing(
 ) -> None:
     database_url = database_url_for("postgresql")
     items = realistic(12000, seed=13)
-    saver = saver_for(database_url).start()
-    saver.wait_ready()
+    declare_saver_queue(rabbitmq.url, topology)
     publish(rabbitmq.url, topology.exchange, items)
+    saver = saver_for(database_url).start()
     wait_until(lambda: result_count(database_url) > 0, what="a first batch")
 
     # When the broker stops and starts again mid-stream
@@ -234,9 +240,9 @@ def test_database_stopped_and_started_mid_stream_loses_nothing(
 ) -> None:
     database_url = database_url_for("postgresql")
     items = realistic(12000, seed=17)
-    saver = saver_for(database_url).start()
-    saver.wait_ready()
+    declare_saver_queue(rabbitmq.url, topology)
     publish(rabbitmq.url, topology.exchange, items)
+    saver = saver_for(database_url).start()
     wait_until(lambda: result_count(database_url) > 0, what="a first batch")
 
     # When PostgreSQL goes away for a while, then comes back
@@ -283,6 +289,7 @@ def test_a_queue_declared_with_other_arguments_is_a_clear_error(
     database_url_for: Any, rabbitmq: Any, topology: Topology, saver_for: Any,
 ) -> None:
     # Given the queue already exists as a classic queue
+    declare_queue(rabbitmq.url, topology)
     # When the saver tries to declare it as a quorum queue
     saver = saver_for(database_url_for("sqlite")).start()
     # Then it exits 2 and says what is wrong and what to do
@@ -327,4 +334,70 @@ def test_only_the_configured_topics_are_consumed(
     with Saver(database_url) as saved:
         assert saved.get_one_snapshot(1, 1)["results"] == ["pose"]
         assert saved.get_one_user(1)["username"] == "a"
+    assert saver.stop() == 0
+
+
+CRASHING_DRIVER = '''
+"""A driver that kills its process on one message: a crash no code can catch."""
+import os
+
+from brain_storm.databases.sqlite_ import SQLiteDriver
+
+
+class CrashingDriver(SQLiteDriver):
+    @classmethod
+    def from_url(cls, url):
+        return cls(url.split("///", 1)[1])
+
+    def save_messages(self, messages):
+        if any(m.result == {"crash": True} for m in messages):
+            os._exit(70)
+        super().save_messages(messages)
+'''
+
+
+def test_a_message_that_crashes_the_saver_is_set_aside_by_the_delivery_limit(
+    tmp_path: Path, rabbitmq: Any, topology: Topology, saver_for: Any,
+) -> None:
+    # Given a database driver (an installed plugin) that kills the process on
+    # one message, and that message among valid ones
+    plugin = tmp_path / "plugin"
+    (plugin / "crashing-0.dist-info").mkdir(parents=True)
+    (plugin / "crashing-0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: crashing\nVersion: 0\n")
+    (plugin / "crashing-0.dist-info" / "entry_points.txt").write_text(
+        "[brain_storm.databases]\ncrashing = crashing_driver:CrashingDriver\n")
+    (plugin / "crashing_driver.py").write_text(CRASHING_DRIVER)
+    database_path = tmp_path / "crash.sqlite3"
+    database_url = f"crashing:///{database_path}"
+    good = realistic(200, seed=23)
+    crasher = ("pose", body("pose", 1, 1, {"crash": True}))
+    items = good[:100] + [crasher] + good[100:]
+
+    # When a supervisor restarts the saver each time it dies, as Kubernetes would
+    exits = []
+    for attempt in range(8):
+        saver = saver_for(database_url, "--delivery-limit", "3")
+        saver.env["PYTHONPATH"] = str(plugin)
+        saver.start()
+        if attempt == 0:
+            saver.wait_ready()
+            publish(rabbitmq.url, topology.exchange, items)
+        wait_until(lambda saver=saver: saver.exited() or (
+            result_count(f"sqlite:///{database_path}") == expected_results(good)
+            and ready_count(rabbitmq.url, topology.dead_letter_queue) > 0),
+            what="a crash, or every valid result saved and the crasher set aside")
+        if not saver.exited():
+            break
+        exits.append(saver.wait())
+
+    # Then the crasher was set aside by the broker after its delivery limit,
+    # with the broker's reason, and every valid message was saved
+    assert exits and set(exits) == {70}, exits
+    assert result_count(f"sqlite:///{database_path}") == expected_results(good)
+    dead = drain(rabbitmq.url, topology.dead_letter_queue)
+    assert [b for _, b, _ in dead] == [crasher[1]]
+    deaths = dead[0][0].headers["x-death"]
+    assert deaths[0]["reason"] == "delivery_limit"
+    saver.wait_ready()
     assert saver.stop() == 0

@@ -316,7 +316,6 @@ class SaverService:
             channel = connection.channel()
             declare_topology(channel, self.settings)
             channel.confirm_delivery()
-            channel.basic_qos(prefetch_count=self.settings.prefetch_count)
             consumer = _Consumer(self, connection, channel)
             self._broker_backoff.reset()
             self.metrics.set_connected(broker=True)
@@ -379,12 +378,19 @@ class _Consumer:
         self.flight: Flight | None = None
         self.retry: list[Delivery] | None = None
         self.retry_at = 0.0
+        # Start cautious: until a first-time delivery shows up, whatever comes
+        # may be what killed the last consumer (see _adjust_prefetch).
+        self.cautious = True
+        self.prefetch_count = 1
+        channel.basic_qos(prefetch_count=1)
         self.consumer_tag = channel.basic_consume(self.settings.queue, self._on_message)
 
     def _on_message(self, _channel: BlockingChannel, method: Any,
                     properties: pika.BasicProperties, body: bytes) -> None:
         if not self.buffer:
             self.oldest_at = time.monotonic()
+        if self.cautious and not method.redelivered:
+            self.cautious = False
         self.buffer.append(Delivery(
             method.delivery_tag, method.routing_key, body, properties,
             method.redelivered, self.service.topic_of(method.routing_key),
@@ -406,6 +412,8 @@ class _Consumer:
                 self.flight = None
             if self.flight is None:
                 self._take_off(now, draining=draining_until is not None)
+            if draining_until is None:
+                self._adjust_prefetch()
 
             idle = self.flight is None and self.retry is None and not self.buffer
             if draining_until is not None and idle:
@@ -415,6 +423,25 @@ class _Consumer:
                             "for redelivery", self._unacked())
                 return
             self.connection.process_data_events(time_limit=self._wait_s(now))
+
+    def _adjust_prefetch(self) -> None:
+        """Widen the prefetch once the first first-time delivery arrives.
+
+        A quorum queue counts a delivery against every message a dying
+        consumer held, processed or not.  Taking one message at a time while
+        redelivered messages come means a message that crashes the saver uses
+        up its own delivery limit and no other message's.  A quorum queue
+        fixes a consumer's prefetch when it subscribes, so widening means
+        subscribing again; at that moment the one message held is in the
+        buffer, so the cancel returns nothing to the queue.
+        """
+        if self.cautious or self.prefetch_count != 1:
+            return
+        self.channel.basic_cancel(self.consumer_tag)
+        self.channel.basic_qos(prefetch_count=self.settings.prefetch_count)
+        self.prefetch_count = self.settings.prefetch_count
+        self.consumer_tag = self.channel.basic_consume(
+            self.settings.queue, self._on_message)
 
     def _wait_s(self, now: float) -> float:
         if self.flight is not None:
@@ -434,7 +461,9 @@ class _Consumer:
             return
         if not self.buffer:
             return
-        due = (len(self.buffer) >= self.settings.batch_size or draining
+        # With a prefetch of one, no second message can come: waiting is moot.
+        full = min(self.settings.batch_size, self.prefetch_count)
+        due = (len(self.buffer) >= full or draining
                or now - self.oldest_at >= self.settings.flush_interval_s)
         if not due:
             return
