@@ -34,7 +34,14 @@ from brain_storm.errors import DatabaseUnavailableError, UnstorableError
 from brain_storm.jsontext import dumps
 from brain_storm.urls import mask_url
 
-CONNECT_TIMEOUT_S = 10
+DEFAULT_OPTIONS = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
+"""libpq options used unless the URL sets them."""
 SCHEMA_LOCK_KEY = 0x62726169_6E73746F  # "brainsto", any constant shared by all savers
 
 SCHEMA = f"""
@@ -119,8 +126,11 @@ class PostgreSQLDriver(Driver):
     def _connect(self) -> psycopg.Connection:
         if self._connection is None or self._connection.closed:
             options: dict[str, Any] = {"application_name": "brain_storm saver"}
-            if "connect_timeout" not in self.conninfo:
-                options["connect_timeout"] = CONNECT_TIMEOUT_S
+            # A server that vanishes without a reset would otherwise hang a
+            # flush forever: TCP keepalives turn that into an error in ~1 min.
+            for name, value in DEFAULT_OPTIONS.items():
+                if name not in self.conninfo:
+                    options[name] = value
             connection = psycopg.connect(self.conninfo, autocommit=True, **options)
             try:
                 with connection.transaction():
