@@ -478,6 +478,84 @@ def test_the_command_line_runs_the_operator_and_stops_on_sigterm(
     assert PASSWORD not in output
 
 
+OPERATOR_RULES = [  # docs/operator.md lists these; this test proves they suffice
+    {"apiGroups": [GROUP], "resources": [PLURAL], "verbs": ["get", "list", "watch", "patch"]},
+    {"apiGroups": [GROUP], "resources": [f"{PLURAL}/status"], "verbs": ["patch"]},
+    {"apiGroups": [GROUP], "resources": [f"{PLURAL}/finalizers"], "verbs": ["update"]},
+    {"apiGroups": ["apps"], "resources": ["deployments"],
+     "verbs": ["get", "list", "watch", "create", "patch"]},
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
+]
+
+CLUSTER_RULES = [  # kopf watches these to find resources and namespaces
+    {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
+     "verbs": ["list", "watch"]},
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
+]
+
+
+def test_the_documented_rbac_rules_are_enough(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A control plane of its own, authorising by RBAC; the operator runs as a
+    # ServiceAccount bound to OPERATOR_RULES in one namespace.
+    folder = tmp_path / "rbac"
+    subprocess.run([str(CONTROL_PLANE), "start", str(folder)], check=True,
+                   capture_output=True, env={**os.environ, "CONTROL_PLANE_AUTHZ": "RBAC"})
+    try:
+        admin = Kube(_api_client(folder / "kubeconfig"))
+        _install_crd(admin.core.api_client)
+        kubeconfig = _operator_identity(admin, folder, "team")
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        admin.put_secret("team", "db", db_url())
+
+        with operator("team") as runner:
+            admin.create_binding("team", "savers")
+            wait_for(lambda: admin.condition("team", "savers", "Ready"), what="Ready")
+            admin.apps.delete_namespaced_deployment("savers", "team")
+            wait_for(lambda: admin.deployment("team", "savers"), what="the repair")
+            wait_for(lambda: any("deleted" in e for e in admin.events("team")),
+                     what="a warning Event")
+        assert "Forbidden" not in runner.output and "403" not in runner.output
+    finally:
+        subprocess.run([str(CONTROL_PLANE), "stop", str(folder)], check=False,
+                       capture_output=True)
+
+
+def _operator_identity(admin: Kube, folder: Path, namespace: str) -> Path:
+    """A kubeconfig for a ServiceAccount allowed OPERATOR_RULES in ``namespace``
+    and CLUSTER_RULES everywhere."""
+    rbac = client.RbacAuthorizationV1Api(admin.core.api_client)
+    admin.core.create_namespace({"metadata": {"name": namespace}})
+    admin.core.create_namespaced_service_account(
+        namespace, {"metadata": {"name": "operator"}})
+    rbac.create_namespaced_role(namespace, {
+        "metadata": {"name": "brain-storm-operator"}, "rules": OPERATOR_RULES})
+    rbac.create_namespaced_role_binding(namespace, {
+        "metadata": {"name": "brain-storm-operator"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                    "name": "brain-storm-operator"},
+        "subjects": [{"kind": "ServiceAccount", "name": "operator",
+                      "namespace": namespace}]})
+    rbac.create_cluster_role({"metadata": {"name": "brain-storm-operator"},
+                              "rules": CLUSTER_RULES})
+    rbac.create_cluster_role_binding({
+        "metadata": {"name": "brain-storm-operator"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": "brain-storm-operator"},
+        "subjects": [{"kind": "ServiceAccount", "name": "operator",
+                      "namespace": namespace}]})
+    token = admin.core.create_namespaced_service_account_token(
+        "operator", namespace, {"spec": {"expirationSeconds": 3600}}).status.token
+
+    config = yaml.safe_load((folder / "kubeconfig").read_text())
+    config["users"] = [{"name": "admin", "user": {"token": token}}]
+    path = folder / "operator.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 def test_a_restarted_operator_rewrites_nothing(
     kube: Kube, namespace: str, caplog: pytest.LogCaptureFixture
 ) -> None:
