@@ -619,8 +619,14 @@ def test_autoscaling_needs_keda_and_then_applies_a_scaled_object(
     assert "replicas" in kube.deployment(namespace, "savers")["spec"]
 
     # A stand-in for KEDA's CRD: the API server stores ScaledObjects, nothing acts.
+    # KEDA cannot dial the saver's rabbitmq:// synonym, and the binding says so.
     _install_crd_body(kube, KEDA_STUB_CRD)
-    kube.patch_binding(namespace, "savers", {"autoscaling": {"maxReplicas": 6}})
+    kube.patch_binding(namespace, "savers", {"queue": {"url": "rabbitmq://127.0.0.1:1/"}})
+    wait_for(lambda: kube.condition(namespace, "savers", "Autoscaling")
+             .get("reason") == "QueueSchemeUnsupported", what="QueueSchemeUnsupported")
+
+    kube.patch_binding(namespace, "savers", {"autoscaling": {"maxReplicas": 6},
+                                             "queue": {"url": "amqp://127.0.0.1:1/"}})
 
     wait_for(lambda: kube.condition(namespace, "savers", "Autoscaling")
              .get("status") == "True", what="Autoscaling=True")

@@ -35,6 +35,12 @@ class Schedule:
     due: dict[tuple[Key, str], float] = field(default_factory=dict)
     failures: dict[tuple[Key, str], int] = field(default_factory=dict)
 
+    def forget_all_but(self, keys: set[Key]) -> None:
+        """Drop the bindings that were deleted meanwhile."""
+        for slot in [slot for slot in self.due if slot[0] not in keys]:
+            self.due.pop(slot, None)
+            self.failures.pop(slot, None)
+
 
 @dataclass(frozen=True, kw_only=True)
 class ProbeSettings:
@@ -53,6 +59,7 @@ async def probe_forever(cache: Cache, kube: Kube, settings: ProbeSettings) -> No
         now = time.monotonic()
         with cache.lock:
             entries = list(cache.entries.values())
+        schedule.forget_all_but({key_of(entry.body) for entry in entries})
         checks = [
             _probe(entry, endpoint, kube, settings, schedule, limit)
             for entry in entries if entry.targets

@@ -20,9 +20,12 @@ import kopf
 from brain_storm.operator import manifests
 from brain_storm.operator.endpoints import ConfigProblem, Resolved, resolve
 from brain_storm.operator.kube import Kube
+from brain_storm.urls import url_scheme
 
 Key = tuple[str, str]
 """(namespace, name) of a binding."""
+
+KEDA_QUEUE_SCHEMES = ("amqp", "amqps")
 
 RETRY_CONFIG_S = 300
 """How long kopf waits before retrying a binding with a configuration problem;
@@ -128,10 +131,13 @@ def reconcile(
                 _checksum_of(deployment))
     update_status(entry, deployment, kube=kube,
                   extra={"databaseScheme": resolved.database_scheme})
-    autoscale(entry, kube=kube, logger=logger)
+    autoscale(entry, queue_scheme=url_scheme(resolved.urls["queue"]), kube=kube,
+              logger=logger)
 
 
-def autoscale(entry: Entry, *, kube: Kube, logger: kopf.Logger) -> None:
+def autoscale(
+    entry: Entry, *, queue_scheme: str, kube: Kube, logger: kopf.Logger
+) -> None:
     """Apply or remove the binding's KEDA ScaledObject, and say how it went.
 
     Without KEDA the savers keep running at their last replica count; kopf
@@ -150,6 +156,14 @@ def autoscale(entry: Entry, *, kube: Kube, logger: kopf.Logger) -> None:
             write_status(entry, {}, [manifests.condition(
                 "Autoscaling", False, "Disabled", "spec.autoscaling is not set",
                 generation=generation)], kube=kube)
+        return
+
+    # KEDA dials the broker itself and knows no rabbitmq:// synonyms.
+    if queue_scheme not in KEDA_QUEUE_SCHEMES:
+        write_status(entry, {}, [manifests.condition(
+            "Autoscaling", False, "QueueSchemeUnsupported",
+            f"KEDA needs an amqp:// or amqps:// queue URL, not {queue_scheme}://",
+            generation=generation)], kube=kube)
         return
 
     applied = kube.apply_scaled_object(manifests.scaled_object_for(entry.body))
