@@ -18,6 +18,7 @@ from brain_storm.operator.endpoints import (  # noqa: E402
     probe_target,
     resolve,
 )
+from brain_storm.operator.reconcile import Cache  # noqa: E402
 
 PASSWORD = "pw-Secret-42!"
 CRD = Path(__file__).parent.parent / "deploy/crds/brain-storm.io_saverbindings.yaml"
@@ -325,6 +326,21 @@ def test_what_was_applied_is_remembered_as_the_server_normalised_it() -> None:
     assert remembered == {"replicas": 1, "resources": {"requests": {"cpu": "500m"}},
                           "list": [{"a": 1}]}
     assert manifests.is_subset(remembered, live)
+
+
+def test_a_stale_watch_event_does_not_undo_a_newer_body_in_the_cache() -> None:
+    cache = Cache()
+    newer = {**binding(), "status": {"conditions": [{"type": "QueueReachable"}]}}
+    newer["metadata"] = {**newer["metadata"], "resourceVersion": "20"}
+    older = {**binding(), "metadata": {**binding()["metadata"], "resourceVersion": "9"}}
+
+    cache.remember(newer)
+    entry = cache.remember(older)
+    assert entry.body["status"]["conditions"] == [{"type": "QueueReachable"}]
+
+    replaced = {**binding(), "metadata": {**binding()["metadata"], "uid": "uid-2",
+                                          "resourceVersion": "3"}}
+    assert cache.remember(replaced).body["metadata"]["uid"] == "uid-2"
 
 
 def test_every_crd_field_has_a_description() -> None:

@@ -65,7 +65,7 @@ class Cache:
             if entry is None or entry.body["metadata"].get("uid") != body[
                     "metadata"].get("uid"):
                 entry = self.entries[key] = Entry(body=body)
-            else:
+            elif not is_older(body, entry.body):
                 entry.body = body
             return entry
 
@@ -96,6 +96,19 @@ def plain(value: Any) -> Any:
     if isinstance(value, list):
         return [plain(item) for item in value]
     return value
+
+
+def is_older(body: Mapping[str, Any], than: Mapping[str, Any]) -> bool:
+    """Whether ``body`` is an older version of ``than``.
+
+    A watch event can arrive after the operator's own write of the same
+    object; taking it would undo the write in memory, and the next status
+    patch, computed from it, would drop conditions.  resourceVersions are
+    etcd revisions: compared as numbers when both are numbers.
+    """
+    mine = str(body["metadata"].get("resourceVersion", ""))
+    theirs = str(than["metadata"].get("resourceVersion", ""))
+    return mine.isdigit() and theirs.isdigit() and int(mine) < int(theirs)
 
 
 def key_of(body: Mapping[str, Any]) -> Key:
@@ -237,8 +250,8 @@ def write_status(
             return False
         namespace, name = key_of(entry.body)
         written = kube.patch_binding_status(namespace, name, patch)
-        if written is not None:
-            entry.body = {**entry.body, "status": written.get("status") or {}}
+        if written is not None and not is_older(written, entry.body):
+            entry.body = plain(written)
         return written is not None
 
 
