@@ -12,6 +12,7 @@
      │    └── UnstorableError      the database refused a value for good
      ├── TransientError            may succeed later: keep the message, retry
      │    └── DatabaseUnavailableError
+     ├── UnroutableError           a published message reached no queue
      └── NotFoundError             a user, snapshot or result that does not exist
 
 Library errors (psycopg, pymongo, sqlite3, pika) are translated into this tree
@@ -90,6 +91,14 @@ class TransientError(BrainStormError):
 
 class DatabaseUnavailableError(TransientError):
     """The database cannot be reached or is not answering right now."""
+
+
+class BrokerUnavailableError(TransientError):
+    """RabbitMQ cannot be reached, refused the login, or is not answering."""
+
+
+class UnroutableError(BrainStormError):
+    """A published message matched no queue: nothing consumes its routing key."""
 
 
 class NotFoundError(BrainStormError, LookupError):

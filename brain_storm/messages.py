@@ -255,6 +255,13 @@ def parse_datetime_ms(value: Any, path: str = "$.datetime") -> int:
     """Milliseconds since the epoch, from a number, a decimal string or RFC 3339."""
     if isinstance(value, str) and _RFC3339.match(value):
         return _parse_rfc3339(value, path)
+    if isinstance(value, str) and not _is_decimal(value or "x"):
+        raise InvalidMessageError(
+            f"datetime {_short(value)} is neither milliseconds since the epoch "
+            "nor RFC 3339 with a UTC offset",
+            reason="bad_value",
+            path=path,
+        )
     return _parse_int(value, path, 0, MAX_DATETIME_MS)
 
 

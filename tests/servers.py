@@ -202,9 +202,9 @@ class MongoServer:
     """SecantusDB, standing in for MongoDB (none can run here)."""
 
     def __init__(self, root: Path) -> None:
-        self.executable = shutil.which("secantusd-py") or str(
-            Path(sys.executable).parent / "secantusd-py"
-        )
+        beside_python = Path(sys.executable).parent / "secantusd-py"
+        self.executable = (str(beside_python) if beside_python.exists()
+                           else shutil.which("secantusd-py") or str(beside_python))
         self.root = root
         self.port = free_port()
         root.mkdir(parents=True, exist_ok=True)

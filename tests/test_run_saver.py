@@ -10,7 +10,11 @@ RabbitMQ are Debian's servers; MongoDB is played by SecantusDB.
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +34,7 @@ from harness import (
     result_count,
     wait_until,
 )
+from servers import PASSWORD
 from test_contract import dump
 
 from brain_storm.saver import Saver
@@ -401,3 +406,49 @@ def test_a_message_that_crashes_the_saver_is_set_aside_by_the_delivery_limit(
     assert deaths[0]["reason"] == "delivery_limit"
     saver.wait_ready()
     assert saver.stop() == 0
+
+
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "brain_storm.saver", *args],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **(env or {})})
+
+
+def test_publishing_where_no_saver_listens_fails_instead_of_dropping(
+    rabbitmq: Any, topology: Topology,
+) -> None:
+    # Given an exchange no queue is bound to, when the examples are published
+    done = run_cli("publish", "-q", rabbitmq.url, "--exchange", topology.exchange,
+                   "examples/messages")
+    # Then the command says nothing consumes them, instead of reporting success
+    assert done.returncode == 1
+    assert "no queue is bound" in done.stderr and "start run-saver" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_an_unreachable_broker_is_one_line_without_the_password() -> None:
+    done = run_cli("publish", "-q", f"amqp://u:{PASSWORD}@127.0.0.1:1/%2F",
+                   "examples/messages")
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: cannot reach RabbitMQ at amqp://u:***@")
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert PASSWORD not in done.stdout + done.stderr
+
+
+def test_bad_run_saver_settings_exit_2_with_one_line(
+    rabbitmq: Any, database_url_for: Any,
+) -> None:
+    database_url = database_url_for("sqlite")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        busy = run_cli("run-saver", database_url, rabbitmq.url, "--metrics-port", port)
+    bad_topic = run_cli("run-saver", database_url, rabbitmq.url, "-t", "Pose")
+    bad_env = run_cli("run-saver", database_url, rabbitmq.url,
+                      env={"BRAIN_STORM_BATCH_SIZE": "many"})
+    for done, says in ((busy, "cannot serve metrics"), (bad_topic, "'Pose'"),
+                       (bad_env, "BRAIN_STORM_BATCH_SIZE")):
+        assert done.returncode == 2, done.stderr
+        assert says in done.stderr.strip().splitlines()[-1]
+        assert "Traceback" not in done.stderr

@@ -2,7 +2,8 @@
 
 URLs follow the common convention: ``sqlite:///relative/file.db``,
 ``sqlite:////absolute/file.db`` and ``sqlite:///:memory:``; ``sqlite://``
-alone means ``brain_storm.sqlite3`` in the working directory.  The file runs
+alone means ``brain_storm.sqlite3`` in the working directory.  Query options
+are SQLite's URI parameters (``?mode=ro``).  The file runs
 in WAL mode so that readers never block the saver.  As on every backend,
 a batch writes the users and snapshots its results belong to in the same
 transaction, so rows are never orphaned without foreign keys.  Unsigned 64-bit user ids
@@ -17,7 +18,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from brain_storm.databases import base
 from brain_storm.databases.base import Batch, Driver
@@ -70,22 +71,30 @@ def path_of(url: str) -> str:
     return path[1:]
 
 
+def database_of(url: str) -> str:
+    """What sqlite3.connect takes: the path, or a ``file:`` URI with options."""
+    path, query = path_of(url), urlsplit(url).query
+    return f"file:{quote(path)}?{query}" if query else path
+
+
 class SQLiteDriver(Driver):
     schemes = ("sqlite", "sqlite3")
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, database: str | None = None) -> None:
         self.path = path
+        self.database = database or path
         self._connection: sqlite3.Connection | None = None
         self._lock = threading.Lock()
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteDriver:
-        return cls(path_of(url))
+        return cls(path_of(url), database=database_of(url))
 
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None:
             connection = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False
+                self.database, isolation_level=None, check_same_thread=False,
+                uri=self.database.startswith("file:"),
             )
             connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             if self.path != ":memory:":

@@ -63,6 +63,9 @@ def _save(arguments: argparse.Namespace) -> int:
 
 
 def _save_all(arguments: argparse.Namespace) -> int:
+    if not Path(arguments.folder).is_dir():
+        _fail(f"no such folder: {arguments.folder}")
+        return EXIT_FAILED
     files = message_files(Path(arguments.folder))
     if not files:
         _fail(f"no <topic>/*.json files under {arguments.folder}")
@@ -127,13 +130,42 @@ def _publish(arguments: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _env(name: str, default: Any, kind: type = str) -> Any:
-    value = os.environ.get(name)
-    return default if value in (None, "") else kind(value)
-
-
 def _split(text: str | None) -> list[str]:
     return [part for part in (text or "").replace(",", " ").split() if part]
+
+
+def _option(parser: argparse.ArgumentParser, flag: str, env: str, default: Any,
+            help: str, kind: type = str, **extra: Any) -> None:
+    """An option whose default comes from environment variable ``env``."""
+    value = os.environ.get(env)
+    if value not in (None, ""):
+        try:
+            default = kind(value)
+        except ValueError:
+            parser.exit(EXIT_USAGE, f"error: ${env}={value!r} is not a valid "
+                                    f"{kind.__name__}\n")
+    parser.add_argument(flag, type=kind, default=default,
+                        help=f"{help} (env {env}; default: %(default)s)", **extra)
+
+
+def _add_logging_options(parser: argparse.ArgumentParser) -> None:
+    _option(parser, "--log-level", "BRAIN_STORM_LOG_LEVEL", "INFO", "log level",
+            kind=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    _option(parser, "--log-format", "BRAIN_STORM_LOG_FORMAT", "text",
+            "log as text or as JSON lines", choices=["text", "json"])
+
+
+def _common_options() -> argparse.ArgumentParser:
+    """The logging options again, after the command, where they win."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-level", type=str.upper, default=argparse.SUPPRESS,
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="log level (env BRAIN_STORM_LOG_LEVEL; default: INFO)")
+    common.add_argument("--log-format", default=argparse.SUPPRESS,
+                        choices=["text", "json"],
+                        help="log as text or as JSON lines (env "
+                             "BRAIN_STORM_LOG_FORMAT; default: text)")
+    return common
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -141,69 +173,62 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m brain_storm.saver",
         description="Save brain_storm parser results to a database.",
     )
-    parser.add_argument("--log-level", default=_env("BRAIN_STORM_LOG_LEVEL", "INFO"),
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    parser.add_argument("--log-format", default=_env("BRAIN_STORM_LOG_FORMAT", "text"),
-                        choices=["text", "json"])
+    _add_logging_options(parser)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    common = _common_options()
 
     database_help = (f"database URL (default: ${DATABASE_URL_ENV}, else "
                      f"{default_database_url()})")
-    save = commands.add_parser("save", help="save one message file once")
+    save = commands.add_parser("save", parents=[common],
+                               help="save one message file once")
     save.add_argument("-d", "--database", help=database_help)
     save.add_argument("topic", metavar="TOPIC")
     save.add_argument("path", metavar="PATH", help="a JSON file, or - for stdin")
     save.set_defaults(command=_save)
 
     save_all = commands.add_parser(
-        "save-all", help="save every FOLDER/<topic>/*.json file, e.g. examples/messages")
+        "save-all", parents=[common],
+        help="save every FOLDER/<topic>/*.json file, e.g. examples/messages")
     save_all.add_argument("-d", "--database", help=database_help)
     save_all.add_argument("folder", metavar="FOLDER")
     save_all.set_defaults(command=_save_all)
 
-    run = commands.add_parser("run-saver", help="consume RabbitMQ and save, forever")
+    run = commands.add_parser("run-saver", parents=[common],
+                              help="consume RabbitMQ and save, forever")
     run.add_argument("database_url", metavar="DB_URL", nargs="?",
                      help=f"database URL (or ${DATABASE_URL_ENV})")
     run.add_argument("queue_url", metavar="MQ_URL", nargs="?",
                      help=f"rabbitmq://, amqp:// or amqps:// URL (or ${QUEUE_URL_ENV})")
     run.add_argument("-t", "--topic", action="append",
-                     help="a topic to consume; repeat for more (default: every "
-                          "topic, or $BRAIN_STORM_TOPICS)")
+                     help="a topic to consume; repeat for more (env "
+                          "BRAIN_STORM_TOPICS, comma-separated; default: every topic)")
     _queue_options(run)
-    run.add_argument("--queue", default=_env("BRAIN_STORM_QUEUE", "brain_storm.saver"),
-                     help="the saver group's queue (default: %(default)s)")
-    run.add_argument("--queue-type", default=_env("BRAIN_STORM_QUEUE_TYPE", "quorum"),
-                     choices=["quorum", "classic"])
-    run.add_argument("--delivery-limit", type=int,
-                     default=_env("BRAIN_STORM_DELIVERY_LIMIT", 5, int),
-                     help="deliveries before the broker sets a message aside "
-                          "(quorum queues; default: %(default)s)")
-    run.add_argument("--prefetch-count", type=int,
-                     default=_env("BRAIN_STORM_PREFETCH_COUNT", 1000, int),
-                     help="unacknowledged messages held at most (default: %(default)s)")
-    run.add_argument("--batch-size", type=int,
-                     default=_env("BRAIN_STORM_BATCH_SIZE", 500, int),
-                     help="messages per database commit (default: %(default)s)")
-    run.add_argument("--flush-interval-s", type=float,
-                     default=_env("BRAIN_STORM_FLUSH_INTERVAL_S", 0.05, float),
-                     help="longest wait before a partial batch is saved "
-                          "(default: %(default)s)")
-    run.add_argument("--max-message-bytes", type=int,
-                     default=_env("BRAIN_STORM_MAX_MESSAGE_BYTES", 1024 * 1024, int),
-                     help="larger bodies are dead-lettered (default: %(default)s)")
-    run.add_argument("--drain-timeout-s", type=float,
-                     default=_env("BRAIN_STORM_DRAIN_TIMEOUT_S", 20.0, float),
-                     help="bound on a clean stop after SIGTERM (default: %(default)s)")
-    run.add_argument("--metrics-host", default=_env("BRAIN_STORM_METRICS_HOST",
-                                                    "127.0.0.1"))
-    run.add_argument("--metrics-port", type=int,
-                     default=_env("BRAIN_STORM_METRICS_PORT", 9466, int),
-                     help="/metrics, /healthz, /readyz; -1 turns them off "
-                          "(default: %(default)s)")
+    _option(run, "--queue", "BRAIN_STORM_QUEUE", "brain_storm.saver",
+            "the saver group's queue")
+    _option(run, "--queue-type", "BRAIN_STORM_QUEUE_TYPE", "quorum",
+            "the queue's type", choices=["quorum", "classic"])
+    _option(run, "--delivery-limit", "BRAIN_STORM_DELIVERY_LIMIT", 5,
+            "deliveries before the broker sets a message aside (quorum queues)",
+            kind=int)
+    _option(run, "--prefetch-count", "BRAIN_STORM_PREFETCH_COUNT", 1000,
+            "unacknowledged messages held at most", kind=int)
+    _option(run, "--batch-size", "BRAIN_STORM_BATCH_SIZE", 500,
+            "messages per database commit", kind=int)
+    _option(run, "--flush-interval-s", "BRAIN_STORM_FLUSH_INTERVAL_S", 0.05,
+            "longest wait before a partial batch is saved", kind=float)
+    _option(run, "--max-message-bytes", "BRAIN_STORM_MAX_MESSAGE_BYTES",
+            1024 * 1024, "larger bodies are dead-lettered", kind=int)
+    _option(run, "--drain-timeout-s", "BRAIN_STORM_DRAIN_TIMEOUT_S", 20.0,
+            "bound on a clean stop after SIGTERM", kind=float)
+    _option(run, "--metrics-host", "BRAIN_STORM_METRICS_HOST", "127.0.0.1",
+            "address of /metrics, /healthz and /readyz")
+    _option(run, "--metrics-port", "BRAIN_STORM_METRICS_PORT", 9466,
+            "port of /metrics, /healthz and /readyz; -1 turns them off", kind=int)
     run.set_defaults(command=_run_saver)
 
     publish = commands.add_parser(
-        "publish", help="publish every FOLDER/<topic>/*.json file to RabbitMQ")
+        "publish", parents=[common],
+        help="publish every FOLDER/<topic>/*.json file to RabbitMQ")
     publish.add_argument("-q", "--queue-url", help=f"broker URL (or ${QUEUE_URL_ENV})")
     publish.add_argument("folder", metavar="FOLDER")
     publish.add_argument("--repeat", type=int, default=1,
@@ -214,12 +239,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _queue_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--exchange", default=_env("BRAIN_STORM_EXCHANGE",
-                                                   "brain_storm"),
-                        help="topic exchange parsers publish to (default: %(default)s)")
-    parser.add_argument("--routing-key", default=_env("BRAIN_STORM_ROUTING_KEY",
-                                                      "save.{topic}"),
-                        help="routing key pattern (default: %(default)s)")
+    _option(parser, "--exchange", "BRAIN_STORM_EXCHANGE", "brain_storm",
+            "topic exchange parsers publish to")
+    _option(parser, "--routing-key", "BRAIN_STORM_ROUTING_KEY", "save.{topic}",
+            "routing key pattern")
 
 
 class _JSONFormatter(logging.Formatter):
@@ -243,7 +266,10 @@ def _configure_logging(level: str, log_format: str) -> None:
         handler.setFormatter(logging.Formatter(
             "%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler], force=True)
-    logging.getLogger("pika").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # pika logs every failed connection with a traceback; the saver says what
+    # happened in one line of its own, so pika speaks only when debugging.
+    pika_level = logging.DEBUG if level == "DEBUG" else logging.CRITICAL
+    logging.getLogger("pika").setLevel(pika_level)
 
 
 def _fail(message: str) -> None:

@@ -82,7 +82,10 @@ class Settings:
 
     def __post_init__(self) -> None:
         for topic in self.topics:
-            check_topic(topic)
+            try:
+                check_topic(topic)
+            except InvalidMessageError as error:
+                raise ConfigurationError(str(error)) from None
         if self.routing_key.count("{topic}") != 1:
             raise ConfigurationError(
                 f"routing key pattern {self.routing_key!r} must hold {{topic}} once"
@@ -255,7 +258,13 @@ class SaverService:
             settings.drain_timeout_s,
         )
         if settings.metrics_port is not None:
-            server = serve(self.metrics, settings.metrics_host, settings.metrics_port)
+            try:
+                server = serve(self.metrics, settings.metrics_host,
+                               settings.metrics_port)
+            except OSError as error:
+                raise ConfigurationError(
+                    f"cannot serve metrics on {settings.metrics_host}:"
+                    f"{settings.metrics_port}: {error.strerror}") from None
             log.info("serving /metrics, /healthz, /readyz on %s:%d",
                      settings.metrics_host, server.server_address[1])
         try:
@@ -279,8 +288,8 @@ class SaverService:
                 self.metrics.set_connected(broker=False)
                 self.metrics.reconnects.labels("broker").inc()
                 delay = self._broker_backoff.next_delay_s()
-                log.warning("broker connection lost (%s); reconnecting in %.1fs",
-                            _describe(error), delay)
+                log.warning("broker unavailable (%s); reconnecting in %.1fs",
+                            describe_amqp_error(error), delay)
                 self._stop.wait(delay)
         return 0
 
@@ -493,7 +502,7 @@ class _Consumer:
             self.metrics.set_connected(database=False)
             self.metrics.retries.inc()
             delay = self.service._database_backoff.next_delay_s()
-            log.warning("database unavailable (%s); retrying %d messages in %.1fs",
+            log.warning("database unavailable (%s); retrying a batch of %d in %.1fs",
                         error, len(flight.deliveries), delay)
             self.retry = flight.deliveries
             self.retry_at = time.monotonic() + delay
@@ -562,9 +571,16 @@ class _Consumer:
         return self.flight.future if self.flight is not None else None
 
 
-def _describe(error: BaseException) -> str:
-    text = str(error) or repr(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+def describe_amqp_error(error: BaseException) -> str:
+    """One line for a pika or socket error, whose str() is often empty."""
+    while isinstance(error, pika.exceptions.AMQPConnectionError) and error.args:
+        inner = error.args[0]
+        if not isinstance(inner, BaseException):
+            break
+        error = inner
+    text = str(error).strip()
+    name = type(error).__name__
+    return f"{name}: {text}" if text else name
 
 
 def _noop() -> None:
