@@ -48,21 +48,29 @@ T = TypeVar("T")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """etcd + kube-apiserver for the session, with the CRD installed."""
     folder = tmp_path_factory.mktemp("control-plane")
-    subprocess.run([str(CONTROL_PLANE), "build"], check=True, capture_output=True)
-    subprocess.run([str(CONTROL_PLANE), "start", str(folder)], check=True,
-                   capture_output=True)
+    _control_plane("build")
+    _control_plane("start", str(folder))
     saved = os.environ.get("KUBECONFIG")
     os.environ["KUBECONFIG"] = str(folder / "kubeconfig")
     try:
         _install_crd(_api_client(folder / "kubeconfig"))
         yield folder
     finally:
-        subprocess.run([str(CONTROL_PLANE), "stop", str(folder)], check=False,
-                       capture_output=True)
+        _control_plane("stop", str(folder), check=False)
         if saved is None:
             os.environ.pop("KUBECONFIG", None)
         else:
             os.environ["KUBECONFIG"] = saved
+
+
+def _control_plane(*arguments: str, check: bool = True,
+                   env: dict[str, str] | None = None) -> None:
+    """Run scripts/control-plane.sh; a failure shows the script's own words."""
+    result = subprocess.run([str(CONTROL_PLANE), *arguments], capture_output=True,
+                            text=True, env=env)
+    if check and result.returncode != 0:
+        pytest.fail(f"scripts/control-plane.sh {' '.join(arguments)} failed:\n"
+                    f"{result.stderr[-3000:]}", pytrace=False)
 
 
 @pytest.fixture
@@ -501,8 +509,7 @@ def test_the_documented_rbac_rules_are_enough(
     # A control plane of its own, authorising by RBAC; the operator runs as a
     # ServiceAccount bound to OPERATOR_RULES in one namespace.
     folder = tmp_path / "rbac"
-    subprocess.run([str(CONTROL_PLANE), "start", str(folder)], check=True,
-                   capture_output=True, env={**os.environ, "CONTROL_PLANE_AUTHZ": "RBAC"})
+    _control_plane("start", str(folder), env={**os.environ, "CONTROL_PLANE_AUTHZ": "RBAC"})
     try:
         admin = Kube(_api_client(folder / "kubeconfig"))
         _install_crd(admin.core.api_client)
@@ -519,8 +526,7 @@ def test_the_documented_rbac_rules_are_enough(
                      what="a warning Event")
         assert "Forbidden" not in runner.output and "403" not in runner.output
     finally:
-        subprocess.run([str(CONTROL_PLANE), "stop", str(folder)], check=False,
-                       capture_output=True)
+        _control_plane("stop", str(folder), check=False)
 
 
 def _operator_identity(admin: Kube, folder: Path, namespace: str) -> Path:
