@@ -16,6 +16,10 @@ _SECRET_QUERY = re.compile(
 )
 
 
+QUEUE_SCHEMES = {"rabbitmq": "amqp", "rabbitmqs": "amqps", "amqp": "amqp",
+                 "amqps": "amqps"}
+"""Queue URL schemes run-saver accepts, each mapped to the AMQP scheme pika reads."""
+
 _USERINFO = re.compile(r"([^:/@\s]+):[^@/\s]*@")
 
 

@@ -18,11 +18,7 @@ from urllib.parse import urlsplit
 
 from brain_storm.databases import known_schemes
 from brain_storm.operator.manifests import ENDPOINTS, value_hash
-from brain_storm.urls import mask_url, url_scheme
-
-QUEUE_SCHEMES = ("amqp", "amqps", "rabbitmq", "rabbitmqs")
-"""What run-saver accepts for the queue (brain_storm.saver.consumer's table;
-the operator does not import the saver, which needs pika)."""
+from brain_storm.urls import QUEUE_SCHEMES, mask_url, url_scheme
 
 DEFAULT_PORTS = {
     "postgresql": 5432, "postgres": 5432, "postgresql+psycopg": 5432,

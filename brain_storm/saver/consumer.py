@@ -48,12 +48,10 @@ from brain_storm.errors import (
 from brain_storm.messages import DEFAULT_MAX_MESSAGE_BYTES, check_topic
 from brain_storm.saver import Saver
 from brain_storm.saver.metrics import Metrics, serve
-from brain_storm.urls import mask_url, url_scheme
+from brain_storm.urls import QUEUE_SCHEMES, mask_url, url_scheme
 
 log = logging.getLogger(__name__)
 
-QUEUE_SCHEMES = {"rabbitmq": "amqp", "rabbitmqs": "amqps", "amqp": "amqp",
-                 "amqps": "amqps"}
 HEADER_PREFIX = "x-brain-storm-"
 MAX_DETAIL_CHARS = 1000
 
