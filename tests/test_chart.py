@@ -668,3 +668,25 @@ def test_removing_any_granted_rule_breaks_the_cycle(
     assert refusals, f"without {granted} nothing was refused"
     crd_watch = granted["resources"] == ["customresourcedefinitions"]
     assert crd_watch or not completed, f"without {granted} all worked"
+
+
+# ---- scripts ------------------------------------------------------------------------
+
+def shell_scripts() -> list[Path]:
+    """Every shell script in scripts/ (by its #! line; others are skipped)."""
+    return sorted(path for path in (ROOT / "scripts").iterdir() if path.is_file()
+                  and re.match(r"#!.*\b(ba)?sh\b", path.read_text().split("\n")[0]))
+
+
+def test_the_kind_script_is_among_the_shell_scripts() -> None:
+    names = {path.name for path in shell_scripts()}
+
+    assert {"kind-e2e.sh", "build-helm", "sync-chart-crds", "install-deps"} <= names
+
+
+@pytest.mark.parametrize("script", shell_scripts(), ids=lambda path: path.name)
+def test_shellcheck_finds_nothing(script: Path) -> None:
+    result = subprocess.run(["shellcheck", "--format=gcc", str(script)],
+                            capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 0, result.stdout + result.stderr
