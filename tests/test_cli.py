@@ -232,3 +232,16 @@ def test_help_of_every_command_exits_0(tmp_path: Path, command: list[str]) -> No
     assert done.returncode == EXIT_OK, done.stderr
     assert done.stdout.startswith("usage: python -m brain_storm.saver")
     assert done.stderr == ""
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://saver:Sup3r%zzSecret@127.0.0.1:1/x",
+    "postgresql://saver:Sup3r/Secret@127.0.0.1:1/x",
+    "host=127.0.0.1 port=1 password=Sup3rSecret dbname=x",
+    "mongodb://saver:Sup3r/Secret@127.0.0.1:1/x",
+])
+def test_a_malformed_url_is_refused_without_its_password(tmp_path: Path, url: str) -> None:
+    done = run("save", "-d", url, "pose", str(POSE_FILE), cwd=tmp_path)
+    assert done.returncode in (1, 2)
+    assert "Sup3r" not in done.stdout + done.stderr
+    assert done.stderr.startswith("error: ")

@@ -138,7 +138,9 @@ def test_missing_things_raise_one_not_found_error(database_url: str) -> None:
         for call in (lambda: saver.get_one_user(2), lambda: saver.get_snapshots(2),
                      lambda: saver.get_one_snapshot(1, BASE_MS + 1),
                      lambda: saver.get_result(1, BASE_MS, "feelings"),
-                     lambda: saver.get_result(1, BASE_MS + 1, "pose")):
+                     lambda: saver.get_result(1, BASE_MS + 1, "pose"),
+                     lambda: saver.get_result(1, BASE_MS, "pose\x00"),
+                     lambda: saver.get_result(1, BASE_MS, "Pose; drop")):
             with pytest.raises(NotFoundError):
                 call()
 

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pika
 import psycopg
 import pytest
 from factory import realistic
@@ -452,3 +453,57 @@ def test_bad_run_saver_settings_exit_2_with_one_line(
         assert done.returncode == 2, done.stderr
         assert says in done.stderr.strip().splitlines()[-1]
         assert "Traceback" not in done.stderr
+
+
+def test_a_deleted_and_redeclared_queue_is_consumed_again(
+    database_url_for: Any, rabbitmq: Any, topology: Topology, saver_for: Any,
+) -> None:
+    # Given a saver consuming, whose queue is deleted and declared again
+    database_url = database_url_for("sqlite")
+    saver = saver_for(database_url).start()
+    saver.wait_ready()
+    connection = pika.BlockingConnection(pika.URLParameters(rabbitmq.url))
+    connection.channel().queue_delete(topology.queue)
+    connection.close()
+    declare_saver_queue(rabbitmq.url, topology)
+
+    # When messages arrive in the new queue
+    publish(rabbitmq.url, topology.exchange,
+            [("pose", body("pose", 1, ms, {"x": ms})) for ms in range(1, 6)])
+
+    # Then the saver noticed the broker's cancel, subscribed again, saved them
+    wait_until(lambda: result_count(database_url) == 5, what="five saved results")
+    assert "cancelled the subscription" in saver.log()
+    assert saver.stop() == 0
+
+
+def test_sigterm_while_the_database_hangs_exits_within_the_bound_and_loses_nothing(
+    database_url_for: Any, rabbitmq: Any, topology: Topology, saver_for: Any,
+) -> None:
+    # Given a saver whose flush hangs on a locked table
+    database_url = database_url_for("postgresql")
+    items = realistic(300, seed=29)
+    saver = saver_for(database_url, "--drain-timeout-s", "2").start()
+    saver.wait_ready()
+    publish(rabbitmq.url, topology.exchange, items[:10])
+    wait_until(lambda: result_count(database_url) > 0, what="a first batch")
+    with psycopg.connect(database_url) as blocker:
+        blocker.execute("LOCK TABLE results IN ACCESS EXCLUSIVE MODE")
+        publish(rabbitmq.url, topology.exchange, items[10:])
+        wait_until(lambda: saver.get("/metrics")[1].count("flush") and
+                   ready_count(rabbitmq.url, topology.queue) == 0,
+                   what="the rest to be delivered")
+
+        # When it is sent SIGTERM, the lock still held
+        saver.signal(signal.SIGTERM)
+
+        # Then it exits before the lock is released, saying what it left
+        assert saver.wait(timeout_s=60) == 0
+        assert "left unacknowledged" in saver.log() or "still being written" in (
+            saver.log())
+        blocker.rollback()
+
+    # And a new saver saves everything, once
+    saver_for(database_url).start()
+    wait_until(lambda: result_count(database_url) == expected_results(items),
+               what="every result to be saved")

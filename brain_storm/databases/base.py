@@ -26,7 +26,12 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from brain_storm.errors import NotFoundError
-from brain_storm.messages import Message, parse_datetime_ms, parse_user_id
+from brain_storm.messages import (
+    TOPIC_PATTERN,
+    Message,
+    parse_datetime_ms,
+    parse_user_id,
+)
 
 DEFAULT_DATABASE_NAME = "brain_storm"
 
@@ -119,6 +124,13 @@ def user_id_arg(user_id: int | str) -> int:
 
 def snapshot_id_arg(snapshot_id: int | str) -> int:
     return parse_datetime_ms(snapshot_id, "snapshot_id")
+
+
+def result_name_arg(user_id: int, snapshot_id: int, name: str) -> str:
+    """``name`` if it can name a result; otherwise nothing is stored under it."""
+    if not isinstance(name, str) or not TOPIC_PATTERN.match(name):
+        raise no_result(user_id, snapshot_id, name)
+    return name
 
 
 def iso_ms(datetime_ms: int) -> str:

@@ -26,8 +26,8 @@ from pymongo import errors as mongo_errors
 
 from brain_storm.databases import base
 from brain_storm.databases.base import Batch, Driver
-from brain_storm.errors import DatabaseUnavailableError, UnstorableError
-from brain_storm.urls import mask_url
+from brain_storm.errors import DatabaseUnavailableError, InvalidURLError, UnstorableError
+from brain_storm.urls import mask_url, redact
 
 SERVER_SELECTION_TIMEOUT_MS = 10_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -65,7 +65,12 @@ class MongoDBDriver(Driver):
                 options: dict[str, Any] = {"appname": "brain_storm saver"}
                 if "serverselectiontimeoutms" not in self.url.lower():
                     options["serverSelectionTimeoutMS"] = SERVER_SELECTION_TIMEOUT_MS
-                client = pymongo.MongoClient(self.url, **options)
+                try:
+                    client = pymongo.MongoClient(self.url, **options)
+                except (ValueError, mongo_errors.ConfigurationError) as error:
+                    raise InvalidURLError(
+                        f"bad MongoDB URL {self.masked_url}: "
+                        f"{redact(str(error), self.url)}") from None
                 database = client.get_default_database(base.DEFAULT_DATABASE_NAME)
                 try:
                     for name, keys in INDEXES.items():
@@ -86,9 +91,8 @@ class MongoDBDriver(Driver):
             return UnstorableError(f"MongoDB refused the batch: {message}")
         if isinstance(error, (BSONError, mongo_errors.DocumentTooLarge)):
             return UnstorableError(f"MongoDB cannot store the batch: {error}")
-        if isinstance(error, mongo_errors.ConfigurationError):
-            return DatabaseUnavailableError(f"MongoDB at {self.masked_url}: {error}")
-        return DatabaseUnavailableError(f"MongoDB at {self.masked_url}: {error}")
+        return DatabaseUnavailableError(
+            f"MongoDB at {self.masked_url}: {redact(str(error), self.url)}")
 
     def _run(self, action: Any) -> Any:
         try:
@@ -187,6 +191,7 @@ class MongoDBDriver(Driver):
     def get_result(self, user_id: int, snapshot_id: int, result_name: str) -> Any:
         user_id = base.user_id_arg(user_id)
         snapshot_id = base.snapshot_id_arg(snapshot_id)
+        result_name = base.result_name_arg(user_id, snapshot_id, result_name)
         key = {
             "user_id": base.to_signed64(user_id),
             "datetime": _date(snapshot_id),

@@ -27,12 +27,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import psycopg
+import psycopg.conninfo
 
 from brain_storm.databases import base
 from brain_storm.databases.base import Batch, Driver
-from brain_storm.errors import DatabaseUnavailableError, UnstorableError
+from brain_storm.errors import DatabaseUnavailableError, InvalidURLError, UnstorableError
 from brain_storm.jsontext import dumps
-from brain_storm.urls import mask_url
+from brain_storm.urls import mask_url, redact
 
 DEFAULT_OPTIONS = {
     "connect_timeout": 10,
@@ -121,7 +122,14 @@ class PostgreSQLDriver(Driver):
 
     @classmethod
     def from_url(cls, url: str) -> PostgreSQLDriver:
-        return cls(conninfo_of(url))
+        conninfo = conninfo_of(url)
+        try:
+            psycopg.conninfo.conninfo_to_dict(conninfo)
+        except psycopg.Error as error:
+            raise InvalidURLError(
+                f"bad PostgreSQL URL {mask_url(url)}: "
+                f"{redact(_first_line(error), url)}") from None
+        return cls(conninfo)
 
     def _connect(self) -> psycopg.Connection:
         if self._connection is None or self._connection.closed:
@@ -131,7 +139,16 @@ class PostgreSQLDriver(Driver):
             for name, value in DEFAULT_OPTIONS.items():
                 if name not in self.conninfo:
                     options[name] = value
-            connection = psycopg.connect(self.conninfo, autocommit=True, **options)
+            try:
+                connection = psycopg.connect(self.conninfo, autocommit=True, **options)
+            except psycopg.Error as error:
+                # libpq says "invalid ... value" of an option it cannot use:
+                # no retry will change the URL.
+                if "invalid " in str(error) and " value" in str(error):
+                    raise InvalidURLError(
+                        f"bad PostgreSQL URL {self.masked_url}: "
+                        f"{redact(_first_line(error), self.conninfo)}") from None
+                raise
             try:
                 with connection.transaction():
                     connection.execute(SCHEMA)
@@ -153,13 +170,17 @@ class PostgreSQLDriver(Driver):
                 yield self._connect()
             except _PERMANENT as error:
                 raise UnstorableError(
-                    f"PostgreSQL refused the batch: {_first_line(error)}"
+                    f"PostgreSQL refused the batch: {self._say(error)}"
                 ) from error
             except psycopg.Error as error:
                 self._drop()
                 raise DatabaseUnavailableError(
-                    f"PostgreSQL at {self.masked_url}: {_first_line(error)}"
+                    f"PostgreSQL at {self.masked_url}: {self._say(error)}"
                 ) from error
+
+    def _say(self, error: BaseException) -> str:
+        """The first line of a psycopg error, without the URL's password."""
+        return redact(_first_line(error), self.conninfo)
 
     def _drop(self) -> None:
         if self._connection is not None:
@@ -240,6 +261,7 @@ class PostgreSQLDriver(Driver):
     def get_result(self, user_id: int, snapshot_id: int, result_name: str) -> Any:
         user_id = base.user_id_arg(user_id)
         snapshot_id = base.snapshot_id_arg(snapshot_id)
+        result_name = base.result_name_arg(user_id, snapshot_id, result_name)
         with self._session() as connection:
             row = connection.execute(
                 "SELECT data::text FROM results WHERE user_id = %s::numeric "

@@ -189,6 +189,7 @@ class SQLiteDriver(Driver):
     def get_result(self, user_id: int, snapshot_id: int, result_name: str) -> Any:
         user_id = base.user_id_arg(user_id)
         snapshot_id = base.snapshot_id_arg(snapshot_id)
+        result_name = base.result_name_arg(user_id, snapshot_id, result_name)
         with self._session() as connection:
             row = connection.execute(
                 "SELECT data FROM results "

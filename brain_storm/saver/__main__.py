@@ -104,6 +104,7 @@ def _run_saver(arguments: argparse.Namespace) -> int:
         delivery_limit=arguments.delivery_limit,
         prefetch_count=arguments.prefetch_count,
         batch_size=arguments.batch_size,
+        max_batch_bytes=arguments.max_batch_bytes,
         flush_interval_s=arguments.flush_interval_s,
         max_message_bytes=arguments.max_message_bytes,
         drain_timeout_s=arguments.drain_timeout_s,
@@ -214,6 +215,8 @@ def _parser() -> argparse.ArgumentParser:
             "unacknowledged messages held at most", kind=int)
     _option(run, "--batch-size", "BRAIN_STORM_BATCH_SIZE", 500,
             "messages per database commit", kind=int)
+    _option(run, "--max-batch-bytes", "BRAIN_STORM_MAX_BATCH_BYTES", 8 * 1024 * 1024,
+            "message bytes per database commit, at most", kind=int)
     _option(run, "--flush-interval-s", "BRAIN_STORM_FLUSH_INTERVAL_S", 0.05,
             "longest wait before a partial batch is saved", kind=float)
     _option(run, "--max-message-bytes", "BRAIN_STORM_MAX_MESSAGE_BYTES",

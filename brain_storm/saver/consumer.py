@@ -22,13 +22,14 @@ exit within ``drain_timeout_s``.
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import re
 import signal
 import threading
 import time
 from collections import Counter as Tally
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -70,6 +71,7 @@ class Settings:
     delivery_limit: int = 5
     prefetch_count: int = 1000
     batch_size: int = 500
+    max_batch_bytes: int = 8 * 1024 * 1024
     flush_interval_s: float = 0.05
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     drain_timeout_s: float = 20.0
@@ -137,6 +139,10 @@ def connection_parameters(url: str, *, heartbeat_s: int) -> pika.URLParameters:
     return parameters
 
 
+class ConsumerCancelled(pika.exceptions.AMQPChannelError):
+    """The broker ended the subscription; reconnecting declares the queue again."""
+
+
 class TopologyError(ConfigurationError):
     """The broker holds an exchange or queue declared with other arguments."""
 
@@ -189,6 +195,41 @@ class Flight:
     started: float = field(default_factory=time.monotonic)
 
 
+class _Worker:
+    """One daemon thread that saves batches in order.
+
+    A daemon, so that a database hung for good cannot keep the process alive
+    past its drain bound: what it held is redelivered by the broker.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="flush", daemon=True)
+        self._thread.start()
+
+    def submit(self, function: Any, *args: Any) -> Future:
+        future: Future = Future()
+        self._jobs.put((future, function, args))
+        return future
+
+    def _serve(self) -> None:
+        while True:
+            future, function, args = self._jobs.get()
+            if future is None:
+                return
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(function(*args))
+                except BaseException as error:  # handed to the loop, which decides
+                    future.set_exception(error)
+
+    def stop(self, *, timeout_s: float) -> bool:
+        """Finish what was submitted, for at most ``timeout_s``; True if done."""
+        self._jobs.put((None, None, None))
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
+
+
 class Backoff:
     """Exponential backoff with jitter: half to all of 0.5 s, 1 s, 2 s… up to a cap."""
 
@@ -222,7 +263,7 @@ class SaverService:
         self._topics = frozenset(settings.topics)
         self._topic_cache: dict[str, str | None] = {}
         self._stop = threading.Event()
-        self._worker = ThreadPoolExecutor(1, thread_name_prefix="flush")
+        self._worker = _Worker()
         self._leftover: Future | None = None
         self._broker_backoff = Backoff(cap_s=settings.max_backoff_s)
         self._database_backoff = Backoff(cap_s=settings.max_backoff_s)
@@ -268,8 +309,11 @@ class SaverService:
         try:
             return self._run()
         finally:
-            self._worker.shutdown(wait=True)
-            self.saver.close()
+            if self._worker.stop(timeout_s=1.0):
+                self.saver.close()
+            else:
+                log.warning("a batch is still being written; leaving it to "
+                            "the broker to redeliver")
             log.info("stopped")
 
     def _run(self) -> int:
@@ -381,6 +425,7 @@ class _Consumer:
         self.connection = connection
         self.channel = channel
         self.buffer: list[Delivery] = []
+        self.buffered_bytes = 0
         self.oldest_at = 0.0
         self.flight: Flight | None = None
         self.retry: list[Delivery] | None = None
@@ -390,7 +435,14 @@ class _Consumer:
         self.cautious = True
         self.prefetch_count = 1
         channel.basic_qos(prefetch_count=1)
+        self.cancelled_by_broker = False
+        channel.add_on_cancel_callback(self._on_broker_cancel)
         self.consumer_tag = channel.basic_consume(self.settings.queue, self._on_message)
+
+    def _on_broker_cancel(self, _frame: Any) -> None:
+        # The queue was deleted, or this node lost it: no more deliveries
+        # will come on this subscription, so start over on a new connection.
+        self.cancelled_by_broker = True
 
     def _on_message(self, _channel: BlockingChannel, method: Any,
                     properties: pika.BasicProperties, body: bytes) -> None:
@@ -398,6 +450,7 @@ class _Consumer:
             self.oldest_at = time.monotonic()
         if self.cautious and not method.redelivered:
             self.cautious = False
+        self.buffered_bytes += len(body)
         self.buffer.append(Delivery(
             method.delivery_tag, method.routing_key, body, properties,
             method.redelivered, self.service.topic_of(method.routing_key),
@@ -421,6 +474,11 @@ class _Consumer:
                 self._take_off(now, draining=draining_until is not None)
             if draining_until is None:
                 self._adjust_prefetch()
+
+            if self.cancelled_by_broker and draining_until is None:
+                raise ConsumerCancelled(
+                    f"the broker cancelled the subscription to {self.settings.queue!r} "
+                    "(queue deleted?)")
 
             idle = self.flight is None and self.retry is None and not self.buffer
             if draining_until is not None and idle:
@@ -471,18 +529,25 @@ class _Consumer:
         # With a prefetch of one, no second message can come: waiting is moot.
         full = min(self.settings.batch_size, self.prefetch_count)
         due = (len(self.buffer) >= full or draining
+               or self.buffered_bytes >= self.settings.max_batch_bytes
                or now - self.oldest_at >= self.settings.flush_interval_s)
         if not due:
             return
         if self.buffer[0].redelivered:
             size = 1
         else:
-            size = 0
+            # Parsed JSON takes ten times its bytes: a byte budget keeps a
+            # batch of large messages from multiplying the saver's memory.
+            size, budget = 0, self.settings.max_batch_bytes
             limit = min(self.settings.batch_size, len(self.buffer))
             while size < limit and not self.buffer[size].redelivered:
+                budget -= len(self.buffer[size].body)
+                if budget < 0 and size:
+                    break
                 size += 1
         batch = self.buffer[:size]
         del self.buffer[:size]
+        self.buffered_bytes -= sum(len(delivery.body) for delivery in batch)
         self.oldest_at = now
         self._launch(batch)
 
@@ -491,9 +556,11 @@ class _Consumer:
         wake = self.connection.add_callback_threadsafe
         future.add_done_callback(lambda _future: _call_quietly(wake, _noop))
         self.flight = Flight(deliveries, future)
+        self.metrics.flight_started = self.flight.started
 
     def _land(self, flight: Flight) -> None:
         """Acknowledge a saved batch, or keep it for a retry."""
+        self.metrics.flight_started = None
         try:
             outcomes = flight.future.result()
         except TransientError as error:
@@ -565,6 +632,7 @@ class _Consumer:
     def abandon(self) -> Future | None:
         """Forget every delivery of this channel; return a batch still saving."""
         self.buffer.clear()
+        self.buffered_bytes = 0
         self.retry = None
         return self.flight.future if self.flight is not None else None
 

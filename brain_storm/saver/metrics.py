@@ -4,7 +4,8 @@ One small HTTP server answers three paths:
 
     /metrics   Prometheus text format
     /healthz   200 while the process is alive and its loop is turning
-    /readyz    200 only while both the broker and the database are connected
+    /readyz    200 only while both the broker and the database are connected,
+           and no batch has been writing for more than STUCK_FLUSH_S
 
 Topic labels come from routing keys, which anybody who can publish chooses,
 so at most MAX_TOPIC_LABELS distinct topics are labelled; the rest count
@@ -30,6 +31,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 MAX_TOPIC_LABELS = 64
 OTHER_TOPIC = "_other"
 STALL_LIMIT_S = 120.0  # /healthz fails when the loop has not turned for this long
+STUCK_FLUSH_S = 30.0  # /readyz fails while one batch has been writing this long
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,7 @@ class Metrics:
         self.broker_connected = False
         self.database_connected = False
         self.last_turn = time.monotonic()
+        self.flight_started: float | None = None
 
     def topic_label(self, topic: str) -> str:
         if topic in self._topics:
@@ -96,7 +99,9 @@ class Metrics:
         self.ready.set(int(self.is_ready()))
 
     def is_ready(self) -> bool:
-        return self.broker_connected and self.database_connected
+        started = self.flight_started
+        stuck = started is not None and time.monotonic() - started > STUCK_FLUSH_S
+        return self.broker_connected and self.database_connected and not stuck
 
     def is_alive(self) -> bool:
         return time.monotonic() - self.last_turn < STALL_LIMIT_S
