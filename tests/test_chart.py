@@ -604,7 +604,11 @@ def test_the_operator_reconciles_as_the_charts_service_account(
 
     log = tmp_path / "operator.log"
     with chart_operator(container, kubeconfig, log):
-        reconcile_cycle(admin, team, timeout_s=30)
+        try:
+            reconcile_cycle(admin, team, timeout_s=30)
+        except AssertionError as error:
+            raise AssertionError(f"{error}; the operator's log:\n"
+                                 f"{log.read_text()[-4000:]}") from None
 
     output = log.read_text()
     assert "applied Deployment" in output
