@@ -145,9 +145,11 @@ kubectl -n "${namespace}" create secret generic brain-storm-database \
 kubectl -n "${namespace}" create secret generic brain-storm-queue \
   --from-literal=url="amqp://saver:${mq_password}@rabbitmq.${service}:5672/%2F" \
   --dry-run=client -o yaml | kubectl apply -f -
-# The example's own Secrets hold placeholders: apply only its SaverBinding.
-awk 'BEGIN { RS = "\n---\n" } /\nkind: SaverBinding\n/ { print }' \
-  examples/saverbinding.yaml | kubectl -n "${namespace}" apply -f -
+# The example's own Secrets hold placeholders: apply only its SaverBinding,
+# the file's last document.
+binding="$(sed -n '/^apiVersion: brain-storm.io\//,$p' examples/saverbinding.yaml)"
+grep -q '^kind: SaverBinding$' <<<"${binding}" || die "no SaverBinding in the example"
+kubectl -n "${namespace}" apply -f - <<<"${binding}"
 kubectl -n "${namespace}" wait saverbinding/results --for=condition=Ready \
   --timeout="${timeout}s"
 
