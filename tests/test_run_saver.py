@@ -69,6 +69,20 @@ def saver_for(rabbitmq: Any, topology: Topology, tmp_path: Path) -> Any:
         process.assert_no_secret_logged()
 
 
+@pytest.fixture
+def saver_mid_stream(rabbitmq: Any, topology: Topology, saver_for: Any) -> Any:
+    """A saver started on a full queue, returned once its first batch is saved."""
+
+    def make(database_url: str, items: list[tuple[str, bytes]], *args: str) -> Any:
+        declare_saver_queue(rabbitmq.url, topology)
+        publish(rabbitmq.url, topology.exchange, items)
+        saver = saver_for(database_url, *args).start()
+        wait_until(lambda: result_count(database_url) > 0, what="a first batch")
+        return saver
+
+    return make
+
+
 def test_every_topic_is_saved_exactly_once(
     database_url: str, rabbitmq: Any, topology: Topology, saver_for: Any,
     database_url_for: Any,
@@ -150,15 +164,12 @@ def test_poison_is_dead_lettered_with_its_reason_and_the_rest_is_saved(
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql", "mongodb"])
 def test_sigkill_mid_batch_loses_nothing_and_saves_nothing_twice(
     backend: str, database_url_for: Any, rabbitmq: Any, topology: Topology,
-    saver_for: Any,
+    saver_for: Any, saver_mid_stream: Any,
 ) -> None:
     # Given a saver killed while batches are in flight
     database_url = database_url_for(backend)
     items = realistic(8000, seed=7)
-    declare_saver_queue(rabbitmq.url, topology)
-    publish(rabbitmq.url, topology.exchange, items)
-    first = saver_for(database_url).start()
-    wait_until(lambda: result_count(database_url) > 0, what="a first batch")
+    first = saver_mid_stream(database_url, items)
     first.kill()
     saved_before = result_count(database_url)
 
@@ -181,14 +192,12 @@ def test_sigkill_mid_batch_loses_nothing_and_saves_nothing_twice(
 
 def test_sigterm_mid_batch_drains_acknowledges_and_exits_zero(
     database_url_for: Any, rabbitmq: Any, topology: Topology, saver_for: Any,
+    saver_mid_stream: Any,
 ) -> None:
     # Given a saver busy with a long queue
     database_url = database_url_for("postgresql")
     items = realistic(20000, seed=9)
-    declare_saver_queue(rabbitmq.url, topology)
-    publish(rabbitmq.url, topology.exchange, items)
-    saver = saver_for(database_url).start()
-    wait_until(lambda: result_count(database_url) > 0, what="a first batch")
+    saver = saver_mid_stream(database_url, items)
 
     # When it is sent SIGTERM
     saver.signal(signal.SIGTERM)
@@ -216,13 +225,11 @@ def test_sigterm_mid_batch_drains_acknowledges_and_exits_zero(
 
 def test_broker_restart_mid_stream_loses_nothing(
     database_url_for: Any, rabbitmq: Any, topology: Topology, saver_for: Any,
+    saver_mid_stream: Any,
 ) -> None:
     database_url = database_url_for("postgresql")
     items = realistic(12000, seed=13)
-    declare_saver_queue(rabbitmq.url, topology)
-    publish(rabbitmq.url, topology.exchange, items)
-    saver = saver_for(database_url).start()
-    wait_until(lambda: result_count(database_url) > 0, what="a first batch")
+    saver = saver_mid_stream(database_url, items)
 
     # When the broker stops and starts again mid-stream
     rabbitmq.stop()
@@ -242,14 +249,11 @@ def test_broker_restart_mid_stream_loses_nothing(
 
 def test_database_stopped_and_started_mid_stream_loses_nothing(
     postgres: Any, database_url_for: Any, rabbitmq: Any, topology: Topology,
-    saver_for: Any,
+    saver_for: Any, saver_mid_stream: Any,
 ) -> None:
     database_url = database_url_for("postgresql")
     items = realistic(12000, seed=17)
-    declare_saver_queue(rabbitmq.url, topology)
-    publish(rabbitmq.url, topology.exchange, items)
-    saver = saver_for(database_url).start()
-    wait_until(lambda: result_count(database_url) > 0, what="a first batch")
+    saver = saver_mid_stream(database_url, items)
 
     # When PostgreSQL goes away for a while, then comes back
     postgres.stop()
