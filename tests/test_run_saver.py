@@ -223,11 +223,12 @@ def test_sigterm_mid_batch_drains_acknowledges_and_exits_zero(
                what="the rest to be saved")
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql", "mongodb"])
 def test_broker_restart_mid_stream_loses_nothing(
-    database_url_for: Any, rabbitmq: Any, topology: Topology, saver_for: Any,
-    saver_mid_stream: Any,
+    backend: str, database_url_for: Any, rabbitmq: Any, topology: Topology,
+    saver_for: Any, saver_mid_stream: Any,
 ) -> None:
-    database_url = database_url_for("postgresql")
+    database_url = database_url_for(backend)
     items = realistic(12000, seed=13)
     saver = saver_mid_stream(database_url, items)
 
