@@ -1,5 +1,9 @@
 """The operator against a real kube-apiserver (etcd + kube-apiserver only).
 
+The last test goes end to end: a small harness plays the kubelet, running each
+Deployment's saver container as local processes against a real RabbitMQ and
+PostgreSQL, so that applying examples/saverbinding.yaml ends with rows.
+
 scripts/control-plane.sh starts the control plane once per session, on
 127.0.0.1; each test gets a fresh namespace and an operator of its own
 (kopf.testing.KopfRunner, in this process) that serves only that namespace.
@@ -707,3 +711,133 @@ def test_the_example_is_accepted(kube: Kube, namespace: str) -> None:
     assert binding["spec"]["replicas"] == 2
     assert binding["spec"]["database"]["urlFrom"]["secretKeyRef"]["name"] == (
         "brain-storm-database")
+
+
+# ---- end to end: a harness plays the kubelet ----------------------------------
+
+
+class Kubelet:
+    """Runs a Deployment's saver container as local processes, one per replica.
+
+    The container's command and environment are used as they are, with
+    ``secretKeyRef`` values read from the API server, as the kubelet would;
+    only ``python`` becomes this interpreter, and each "pod" gets a metrics
+    port of its own, since local processes share one network namespace.
+    """
+
+    def __init__(self, kube: Kube, namespace: str, logs: Path) -> None:
+        self.kube = kube
+        self.namespace = namespace
+        self.logs = logs
+        self.processes: list[subprocess.Popen] = []
+        self.ports: list[int] = []
+
+    def run(self, deployment: dict[str, Any]) -> None:
+        spec = deployment["spec"]
+        container = spec["template"]["spec"]["containers"][0]
+        command = [sys.executable if part == "python" else part
+                   for part in container["command"] + container.get("args", [])]
+        for replica in range(spec["replicas"]):
+            port = _free_port()
+            env = {**os.environ, **self._env(container),
+                   "BRAIN_STORM_METRICS_HOST": "127.0.0.1",
+                   "BRAIN_STORM_METRICS_PORT": str(port)}
+            log = open(self.logs / f"pod-{replica}.log", "wb")
+            self.processes.append(subprocess.Popen(
+                command, env=env, stdout=log, stderr=subprocess.STDOUT))
+            self.ports.append(port)
+
+    def _env(self, container: dict[str, Any]) -> dict[str, str]:
+        env = {}
+        for variable in container.get("env", []):
+            if "value" in variable:
+                env[variable["name"]] = variable["value"]
+                continue
+            reference = variable["valueFrom"]["secretKeyRef"]
+            secret = self.kube.core.read_namespaced_secret(
+                reference["name"], self.namespace)
+            env[variable["name"]] = base64.b64decode(
+                secret.data[reference["key"]]).decode()
+        return env
+
+    def ready(self) -> bool:
+        return all(_http_status(port, "/readyz") == 200 for port in self.ports)
+
+    def stop(self) -> list[int]:
+        for process in self.processes:
+            process.terminate()
+        return [process.wait(timeout=60) for process in self.processes]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _http_status(port: int, path: str) -> int:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
+            return r.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return 0
+
+
+def test_the_example_binding_ends_with_rows_in_postgresql(
+    kube: Kube, namespace: str, postgres: Any, rabbitmq: Any, tmp_path: Path,
+) -> None:
+    # Given the example, its Secrets pointing at a real PostgreSQL and RabbitMQ
+    from brain_storm.errors import NotFoundError
+    from brain_storm.saver import Saver
+    from brain_storm.saver.publish import publish_folder
+
+    database_url = postgres.create_database(f"e2e_{namespace.replace('-', '_')}")
+    documents = list(yaml.safe_load_all((ROOT / "examples/saverbinding.yaml").read_text()))
+    urls = {"brain-storm-database": database_url, "brain-storm-queue": rabbitmq.url}
+    for document in documents:
+        if document["kind"] == "Secret":
+            document["stringData"]["url"] = urls[document["metadata"]["name"]]
+            kube.core.create_namespaced_secret(namespace, document)
+        else:
+            kube.custom.create_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, document)
+    binding = next(d for d in documents if d["kind"] == "SaverBinding")
+    name = binding["metadata"]["name"]
+
+    # When the operator makes its Deployment, and a kubelet runs its pods
+    kubelet = Kubelet(kube, namespace, tmp_path)
+    with operator(namespace):
+        deployment = wait_for(lambda: kube.deployment(namespace, name), timeout_s=60,
+                              what="the Deployment")
+        kubelet.run(deployment)
+        try:
+            wait_for(kubelet.ready, timeout_s=60, what="the savers to be ready")
+            # And the example messages are published as parsers would
+            published = publish_folder(rabbitmq.url, ROOT / "examples/messages",
+                                       exchange=binding["spec"]["queue"]["exchange"])
+
+            # Then every message ends as rows in PostgreSQL, read back by the API
+            with Saver(database_url) as saver:
+
+                def all_saved() -> bool:
+                    try:
+                        snapshot = saver.get_one_snapshot(42, 1575446887339)
+                        return len(snapshot["results"]) == 4 and len(
+                            saver.get_snapshots(42)) == 2
+                    except NotFoundError:
+                        return False
+
+                wait_for(all_saved, timeout_s=60, what="the example rows")
+                assert saver.get_one_user(42)["username"] == "Dan Gittik"
+                assert saver.get_result(42, 1575446887339, "feelings")["thirst"] == 0.5
+        finally:
+            statuses = kubelet.stop()
+    assert published == 9
+    assert statuses == [0] * binding["spec"]["replicas"]
+    for log in tmp_path.glob("pod-*.log"):
+        assert PASSWORD not in log.read_text()
