@@ -460,23 +460,24 @@ def test_bad_run_saver_settings_exit_2_with_one_line(
         assert "Traceback" not in done.stderr
 
 
-def test_a_deleted_and_redeclared_queue_is_consumed_again(
+def test_a_deleted_queue_is_declared_again_and_consumed(
     database_url_for: Any, rabbitmq: Any, topology: Topology, saver_for: Any,
 ) -> None:
-    # Given a saver consuming, whose queue is deleted and declared again
+    # Given a saver consuming, whose queue is deleted under it
     database_url = database_url_for("sqlite")
     saver = saver_for(database_url).start()
     saver.wait_ready()
     connection = pika.BlockingConnection(pika.URLParameters(rabbitmq.url))
     connection.channel().queue_delete(topology.queue)
     connection.close()
-    declare_saver_queue(rabbitmq.url, topology)
 
-    # When messages arrive in the new queue
+    # When the saver has noticed, and messages arrive
+    wait_until(lambda: saver.log().count("consuming from") == 2,
+               what="the saver to subscribe again")
     publish(rabbitmq.url, topology.exchange,
             [("pose", body("pose", 1, ms, {"x": ms})) for ms in range(1, 6)])
 
-    # Then the saver noticed the broker's cancel, subscribed again, saved them
+    # Then it declared the queue again, and saved them
     wait_until(lambda: result_count(database_url) == 5, what="five saved results")
     assert "cancelled the subscription" in saver.log()
     assert saver.stop() == 0

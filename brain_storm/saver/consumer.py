@@ -54,6 +54,7 @@ from brain_storm.urls import QUEUE_SCHEMES, mask_url, url_scheme
 log = logging.getLogger(__name__)
 
 HEADER_PREFIX = "x-brain-storm-"
+SUBSCRIPTION_CHECK_S = 5.0
 MAX_DETAIL_CHARS = 1000
 
 
@@ -436,6 +437,7 @@ class _Consumer:
         self.prefetch_count = 1
         channel.basic_qos(prefetch_count=1)
         self.cancelled_by_broker = False
+        self.checked_at = time.monotonic()
         channel.add_on_cancel_callback(self._on_broker_cancel)
         self.consumer_tag = channel.basic_consume(self.settings.queue, self._on_message)
 
@@ -475,10 +477,8 @@ class _Consumer:
             if draining_until is None:
                 self._adjust_prefetch()
 
-            if self.cancelled_by_broker and draining_until is None:
-                raise ConsumerCancelled(
-                    f"the broker cancelled the subscription to {self.settings.queue!r} "
-                    "(queue deleted?)")
+            if draining_until is None:
+                self._check_subscription(now)
 
             idle = self.flight is None and self.retry is None and not self.buffer
             if draining_until is not None and idle:
@@ -488,6 +488,27 @@ class _Consumer:
                             "for redelivery", self._unacked())
                 return
             self.connection.process_data_events(time_limit=self._wait_s(now))
+
+    def _check_subscription(self, now: float) -> None:
+        """Start over if the queue went away under this consumer.
+
+        The broker says so with a cancel, but a queue deleted and declared
+        again at once can leave the subscription dead without one; so an
+        idle consumer also asks the queue, now and then, whether anybody
+        consumes it.  A queue that is gone closes the channel, which ends
+        this connection the same way.
+        """
+        if not self.cancelled_by_broker:
+            idle = self.flight is None and not self.buffer and self.retry is None
+            if not idle or now - self.checked_at < SUBSCRIPTION_CHECK_S:
+                return
+            self.checked_at = now
+            declared = self.channel.queue_declare(self.settings.queue, passive=True)
+            if declared.method.consumer_count > 0:
+                return
+        raise ConsumerCancelled(
+            f"the broker cancelled the subscription to {self.settings.queue!r} "
+            "(queue deleted?)")
 
     def _adjust_prefetch(self) -> None:
         """Widen the prefetch once the first first-time delivery arrives.
